@@ -1,0 +1,100 @@
+"""``create_app(config)``: routes, middlewares and the gateway's lifecycle in ``cleanup_ctx``."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from . import admin, logs, metrics, webhooks
+from .appkeys import GATEWAY
+from .config import Config
+from .errors import GatewayError
+from .http import error_response, json_response
+from .plugins import collect, load_plugins, make_manager
+from .runtime import Gateway
+
+log = logging.getLogger("gateway.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request ids for the logs, and the error policy: our errors as JSON, never a traceback."""
+    rid = request.headers.get("X-Request-Id", "")
+    if not (0 < len(rid) <= 64 and rid.replace("-", "").isalnum()):
+        rid = secrets.token_hex(8)
+    token = logs.request_id.set(rid)
+    try:
+        response = await handler(request)
+    except GatewayError as exc:
+        response = error_response(exc)
+    except web.HTTPException:
+        raise
+    except Exception as exc:
+        log.error("request failed", extra={"path_kind": request.match_info.route.name or "",
+                                           "error": type(exc).__name__})
+        response = json_response({"error": "internal error"}, status=500)
+    finally:
+        logs.request_id.reset(token)
+    response.headers["X-Request-Id"] = rid
+    return response
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    try:
+        store_ok = gw.started and await gw.store.ping()
+    except Exception:
+        store_ok = False
+    ready = store_ok and bool(gw.sources or gw.sinks)
+    return json_response({"status": "ready" if ready else "not ready", "store": store_ok,
+                          "plugins": [p.name for p in gw.plugins]}, status=200 if ready else 503)
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    metrics.QUEUE_DEPTH.set(request.app[GATEWAY].dispatcher.depth)
+    return web.Response(body=generate_latest(metrics.REGISTRY),
+                        headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def build_gateway(config: Config, extra_plugins: Iterable[tuple[str, object]] = ()) -> Gateway:
+    """Load the plugins and assemble a (not yet opened) gateway."""
+    pm = make_manager()
+    infos = load_plugins(pm, config.plugins_disabled, extra_plugins)
+    return Gateway(config, pm, collect(pm), infos)
+
+
+def create_app(config: Config, *, extra_plugins: Iterable[tuple[str, object]] = (),
+               gateway: Gateway | None = None) -> web.Application:
+    """The aiohttp application. The gateway opens on start-up and closes on clean-up."""
+    gw = gateway or build_gateway(config, extra_plugins)
+    # the webhook handler enforces max_body itself; leave headroom for admin and plugin routes
+    app = web.Application(middlewares=[context_middleware, admin.admin_middleware],
+                          client_max_size=max(config.max_body, 1024 * 1024))
+    app[GATEWAY] = gw
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await gw.open()
+        yield
+        await gw.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_view)
+    for route in gw.registry.routes:  # before the generic webhook route: theirs are fixed paths
+        prefix = {"apps": f"/apps/{route.plugin}", "hooks": f"/hooks/{route.plugin}",
+                  "admin": f"/admin/v1/plugins/{route.plugin}"}[route.area]
+        app.router.add_route(route.method, prefix + route.path, route.handler)
+    app.router.add_post("/hooks/{plugin}/{connection_id}", webhooks.handle)
+    admin.setup(app)
+    return app

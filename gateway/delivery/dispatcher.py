@@ -1,0 +1,186 @@
+"""Moves stored events to their sinks: per-call order, retries, rate limits, dead letters.
+
+The store is the truth (a ``pending`` row is a promise); this scheduler only decides *when*.
+Deliveries of one call for one sink form a lane and go strictly one after the other; lanes
+run in parallel, bounded by a semaphore, and wait for their destination's token bucket
+before taking a slot, so a throttled portal never holds up anyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from .. import metrics
+from ..errors import DeliveryError, PermanentError, RetryableError, TenantPaused
+from ..sinks import Delivery
+from ..store import PendingDelivery
+from ..store.sqlite import ms_to_dt, now_ms
+from .backoff import next_delay
+from .ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from ..runtime import Gateway
+
+log = logging.getLogger("gateway.delivery")
+
+DELIVER_TIMEOUT = 60.0
+PAUSE_DEFAULT = 600.0
+MISSING_SINK_WAIT = 300.0
+
+
+def reason_of(exc: BaseException) -> str:
+    """A short, personal-data-free description of a failure: class name and vendor code."""
+    code = getattr(exc, "code", None)
+    name = type(exc).__name__
+    if isinstance(code, str) and code and len(code) <= 64 and code.replace("_", "").isalnum():
+        return f"{name}:{code}"
+    return name
+
+
+class Dispatcher:
+    def __init__(self, gateway: Gateway, *, concurrency: int, horizon: float,
+                 retry_base: float, retry_cap: float) -> None:
+        self.gw = gateway
+        self.horizon_ms = int(horizon * 1000)
+        self.retry_base = retry_base
+        self.retry_cap = retry_cap
+        self._sem = asyncio.Semaphore(concurrency)
+        self._limiter = RateLimiter()
+        self._lanes: dict[tuple[str, str], deque[PendingDelivery]] = {}
+        self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._known: set[int] = set()
+        self._closing = False
+        self._wake = asyncio.Event()
+
+    @property
+    def depth(self) -> int:
+        return len(self._known)
+
+    async def start(self) -> None:
+        self.submit(await self.gw.store.pending_deliveries())
+
+    def submit(self, deliveries: Iterable[PendingDelivery]) -> None:
+        """Schedule deliveries (fresh from ingest, or loaded at start, or replayed)."""
+        if self._closing:
+            return
+        for d in deliveries:
+            if d.id in self._known:
+                continue
+            self._known.add(d.id)
+            key = (d.sink, d.call_key)
+            lane = self._lanes.get(key)
+            if lane is None:
+                lane = self._lanes[key] = deque()
+            lane.append(d)
+            if key not in self._tasks:
+                self._tasks[key] = asyncio.create_task(self._run_lane(key), name="delivery-lane")
+        metrics.QUEUE_DEPTH.set(len(self._known))
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking new attempts; let running ones finish for ``grace`` seconds, park the rest.
+
+        Parked deliveries stay ``pending`` in the store and resume at the next start.
+        """
+        self._closing = True
+        self._wake.set()
+        tasks = list(self._tasks.values())
+        if tasks:
+            done, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        self._tasks.clear()
+
+    async def _sleep_until(self, at_ms: int) -> None:
+        delay = (at_ms - now_ms()) / 1000
+        if delay > 0 and not self._closing:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+
+    async def _run_lane(self, key: tuple[str, str]) -> None:
+        lane = self._lanes[key]
+        try:
+            while lane and not self._closing:
+                d = lane[0]
+                await self._sleep_until(d.next_at)
+                if self._closing:
+                    break
+                if await self._attempt(d):
+                    lane.popleft()
+                    self._known.discard(d.id)
+                    metrics.QUEUE_DEPTH.set(len(self._known))
+        finally:
+            if not lane:
+                self._lanes.pop(key, None)
+            self._tasks.pop(key, None)
+
+    async def _attempt(self, d: PendingDelivery) -> bool:
+        """Try once; return True when the delivery left the queue (done or dead)."""
+        store = self.gw.store
+        sink = self.gw.sinks.get(d.sink)
+        if sink is None:  # plugin disabled or gone: keep the row, look again later
+            d.next_at = now_ms() + int(MISSING_SINK_WAIT * 1000)
+            return False
+        binding = await store.sink_binding(d.tenant, d.sink)
+        event = d.event or await store.load_event(d.tenant, d.event_seq)
+        if binding is None or event is None:
+            await store.dead_letter(d.id, d.attempts, "sink_unbound" if binding is None else "event_gone")
+            metrics.DEAD_LETTERS.labels(d.sink).inc()
+            return True
+        d.event = event
+        if await self._limiter.acquire(d.sink, sink.destination(binding), sink.rate_limit):
+            metrics.RATE_LIMIT_WAITS.labels(d.sink).inc()
+        delivery = Delivery(d.id, event, binding, d.attempts + 1, ms_to_dt(d.received_at))
+        async with self._sem:
+            try:
+                await asyncio.wait_for(sink.deliver(self.gw, delivery), timeout=DELIVER_TIMEOUT)
+            except asyncio.CancelledError:
+                raise
+            except PermanentError as exc:
+                return await self._dead(d, d.attempts + 1, reason_of(exc))
+            except TenantPaused as exc:
+                wait = exc.retry_after if exc.retry_after is not None else PAUSE_DEFAULT
+                d.next_at = now_ms() + int(wait * 1000)
+                await store.retry_delivery(d.id, d.attempts, d.next_at, reason_of(exc))
+                metrics.DELIVERIES.labels(d.sink, "paused").inc()
+                return False
+            except Exception as exc:
+                retry_after = exc.retry_after if isinstance(exc, RetryableError) else None
+                if not isinstance(exc, (DeliveryError, TimeoutError)):
+                    log.warning("sink raised an unexpected error", extra={
+                        "sink": d.sink, "tenant": d.tenant, "error": type(exc).__name__})
+                return await self._retry(d, reason_of(exc), retry_after)
+        await store.finish_delivery(d.id)
+        metrics.DELIVERIES.labels(d.sink, "delivered").inc()
+        metrics.DELIVERY_LATENCY.labels(d.sink).observe(max(0.0, time.time() - d.received_at / 1000))
+        return True
+
+    async def _retry(self, d: PendingDelivery, reason: str, retry_after: float | None) -> bool:
+        attempts = d.attempts + 1
+        if now_ms() - d.received_at >= self.horizon_ms:
+            return await self._dead(d, attempts, reason)
+        delay = next_delay(attempts, base=self.retry_base, cap=self.retry_cap, retry_after=retry_after)
+        d.attempts = attempts
+        d.next_at = now_ms() + int(delay * 1000)
+        await self.gw.store.retry_delivery(d.id, attempts, d.next_at, reason)
+        metrics.DELIVERIES.labels(d.sink, "retry").inc()
+        metrics.RETRIES.labels(d.sink).inc()
+        log.info("delivery will be retried", extra={
+            "sink": d.sink, "tenant": d.tenant, "attempt": attempts, "reason": reason,
+            "delay": round(delay, 3)})
+        return False
+
+    async def _dead(self, d: PendingDelivery, attempts: int, reason: str) -> bool:
+        await self.gw.store.dead_letter(d.id, attempts, reason)
+        metrics.DELIVERIES.labels(d.sink, "dead").inc()
+        metrics.DEAD_LETTERS.labels(d.sink).inc()
+        log.warning("delivery dead-lettered", extra={
+            "sink": d.sink, "tenant": d.tenant, "attempts": attempts, "reason": reason})
+        return True

@@ -1,0 +1,167 @@
+"""The canonical call event: what every telephony source produces and every CRM sink consumes.
+
+CRM-neutral and small. Numbers are E.164 where ``phonenumbers`` can parse them, the raw string
+otherwise, and ``anonymous`` stays ``anonymous``. Times are timezone-aware UTC. A recording is
+only ever a *reference* (opaque to everyone but its source); the link is fetched at delivery.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import phonenumbers
+
+ANONYMOUS = "anonymous"
+
+
+class Direction(enum.StrEnum):
+    INBOUND = "in"
+    OUTBOUND = "out"
+
+
+class CallState(enum.StrEnum):
+    RINGING = "ringing"
+    ANSWERED = "answered"
+    ENDED = "ended"
+    #: A recording of the (already ended) call became available; ``recording`` is set.
+    RECORDING = "recording"
+
+
+class Outcome(enum.StrEnum):
+    ANSWERED = "answered"
+    MISSED = "missed"
+    BUSY = "busy"
+    REJECTED = "rejected"
+    VOICEMAIL = "voicemail"
+    UNAVAILABLE = "unavailable"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    BLOCKED = "blocked"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingRef:
+    """Points at a recording without being its link: ``source`` resolves ``ref`` on delivery."""
+
+    source: str
+    ref: str
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def as_utc(value: datetime) -> datetime:
+    """Return ``value`` in UTC; naive datetimes are refused (they hide a timezone bug)."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime: give a timezone")
+    return value.astimezone(timezone.utc)
+
+
+def normalize_number(raw: str | None, region: str | None = "DE") -> str | None:
+    """Normalise a phone number to E.164 where it parses; keep it raw otherwise.
+
+    ``None`` and empty strings give ``None``. ``anonymous`` (any case) and the empty-looking
+    placeholders some systems send stay :data:`ANONYMOUS`. Short internal extensions (``23``),
+    SIP URIs and service codes (``*73``) are kept as they are.
+    """
+    if raw is None:
+        return None
+    text = raw.strip()
+    if not text:
+        return None
+    if text.lower() in {ANONYMOUS, "unknown", "private", "restricted"}:
+        return ANONYMOUS
+    if text.lower().startswith("tel:"):
+        text = text[4:]
+    if "@" in text or not any(ch.isdigit() for ch in text):
+        return text
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if len(digits) <= 6 and not text.startswith("+"):
+        return text  # an internal extension, not a dialable number
+    try:
+        parsed = phonenumbers.parse(text, None if text.startswith("+") else region)
+    except phonenumbers.NumberParseException:
+        return text
+    if not phonenumbers.is_possible_number(parsed):
+        return text
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """One thing that happened to one call leg, as the telephone system reported it.
+
+    ``event_id`` is stable across redeliveries of the same notification and unique within the
+    connection: the store deduplicates on it. ``call_id`` is shared by all events of one call
+    and orders their delivery. ``source``, ``connection_id`` and ``tenant`` are stamped by the
+    core when the event is accepted; sources may leave them empty.
+    """
+
+    event_id: str
+    call_id: str
+    direction: Direction
+    state: CallState
+    occurred_at: datetime
+    remote_number: str | None = None
+    local_number: str | None = None
+    local_user: str | None = None
+    outcome: Outcome | None = None
+    started_at: datetime | None = None
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration: int | None = None
+    recording: RecordingRef | None = None
+    #: Set when the CRM started this call (click-to-call): the CRM's own id for it.
+    crm_call_id: str | None = None
+    source: str = ""
+    connection_id: str = ""
+    tenant: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("occurred_at", "started_at", "answered_at", "ended_at"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, as_utc(value))
+        if self.state is CallState.RECORDING and self.recording is None:
+            raise ValueError("a recording event needs a recording reference")
+        if self.duration is not None and self.duration < 0:
+            raise ValueError("duration cannot be negative")
+        if not self.event_id or not self.call_id:
+            raise ValueError("event_id and call_id are required")
+
+    def replace(self, **changes: Any) -> CallEvent:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (datetimes as ISO-8601 strings, enums as their values)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, RecordingRef):
+                value = {"source": value.source, "ref": value.ref}
+            elif isinstance(value, enum.Enum):
+                value = value.value
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CallEvent:
+        kw = dict(data)
+        kw["direction"] = Direction(kw["direction"])
+        kw["state"] = CallState(kw["state"])
+        if kw.get("outcome") is not None:
+            kw["outcome"] = Outcome(kw["outcome"])
+        for name in ("occurred_at", "started_at", "answered_at", "ended_at"):
+            if kw.get(name) is not None:
+                kw[name] = datetime.fromisoformat(kw[name])
+        if kw.get("recording") is not None:
+            kw["recording"] = RecordingRef(**kw["recording"])
+        return cls(**kw)

@@ -1,0 +1,41 @@
+"""Prometheus metrics. Labels are bounded and never carry personal data or ids."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+WEBHOOKS = Counter("gateway_webhooks_total", "Webhook requests by plugin and status code",
+                   ["plugin", "status"], registry=REGISTRY)
+EVENTS = Counter("gateway_events_total", "Canonical events accepted, by state", ["state"],
+                 registry=REGISTRY)
+IGNORED = Counter("gateway_notifications_ignored_total",
+                  "Valid notifications that carried nothing to deliver", ["plugin"], registry=REGISTRY)
+INSECURE = Counter("gateway_insecure_webhooks_total",
+                   "Unsigned webhooks accepted because the operator allowed it", ["plugin"],
+                   registry=REGISTRY)
+DELIVERIES = Counter("gateway_deliveries_total", "Delivery attempts by sink and outcome",
+                     ["sink", "outcome"], registry=REGISTRY)
+DELIVERY_LATENCY = Histogram(
+    "gateway_delivery_latency_seconds", "Event received to CRM acknowledged", ["sink"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+    registry=REGISTRY)
+QUEUE_DEPTH = Gauge("gateway_queue_depth", "Deliveries waiting in memory", registry=REGISTRY)
+RETRIES = Counter("gateway_delivery_retries_total", "Deliveries scheduled for another try", ["sink"],
+                  registry=REGISTRY)
+DEAD_LETTERS = Counter("gateway_dead_letters_total", "Deliveries given up on", ["sink"],
+                       registry=REGISTRY)
+RATE_LIMIT_WAITS = Counter("gateway_rate_limit_waits_total",
+                           "Times a delivery waited for its destination's rate limit", ["sink"],
+                           registry=REGISTRY)
+TOKEN_REFRESHES = Counter("gateway_token_refreshes_total", "OAuth token refreshes", ["plugin", "outcome"],
+                          registry=REGISTRY)
+PURGED = Counter("gateway_purged_records_total", "Records deleted by retention", ["kind"],
+                 registry=REGISTRY)
+WEBHOOK_REACTIVATIONS = Counter("gateway_webhook_reactivations_total",
+                                "Vendor webhooks re-activated after being disabled", ["plugin"],
+                                registry=REGISTRY)
+PLUGIN_EVENTS = Counter("gateway_plugin_events_total",
+                        "Plugin-specific happenings (bounded names only)", ["plugin", "what"],
+                        registry=REGISTRY)

@@ -1,0 +1,90 @@
+"""What a telephony source is: the object a plugin registers through ``register_sources``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .events import CallEvent, RecordingRef
+from .models import Connection
+
+if TYPE_CHECKING:
+    from .runtime import Gateway
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """What the core hands a source for one webhook: raw bytes and headers, nothing parsed.
+
+    ``headers`` is case-insensitive. ``received_at`` is the arrival time (UTC), to be used
+    as the event time where the provider sends none.
+    """
+
+    body: bytes
+    headers: Mapping[str, str]
+    content_type: str
+    received_at: datetime
+    query: Mapping[str, str]
+
+
+class Source:
+    """A telephone system. Subclass it and register an instance in ``register_sources``.
+
+    The core owns I/O policy: it checks the content type against :attr:`content_types`, the
+    body size, looks up the connection, persists what :meth:`receive` returns durably and only
+    then answers 2xx. The source owns vendor knowledge: signatures, payloads, API calls.
+    """
+
+    #: The plugin's name; also the path segment in ``/hooks/{name}/{connection_id}``.
+    name: ClassVar[str] = ""
+    #: Media types accepted on the webhook endpoint; anything else is a 415.
+    content_types: ClassVar[frozenset[str]] = frozenset({"application/json"})
+
+    async def connect(self, gateway: Gateway, connection: Connection) -> Mapping[str, Any]:
+        """Check a new connection's settings and return the settings to store (encrypted).
+
+        ``connection.settings`` holds what the tenant's admin sent; ``connection.id`` is already
+        chosen, so ``gateway.webhook_url(connection)`` is known (e.g. to subscribe it). Raise
+        :class:`~gateway.errors.BadRequest` for missing or malformed settings and
+        :class:`~gateway.errors.UpstreamError` when the telephone system refuses them.
+        """
+        return dict(connection.settings)
+
+    async def disconnect(self, gateway: Gateway, connection: Connection) -> None:
+        """Undo :meth:`connect` at the vendor (unsubscribe). Called before the core deletes
+        the connection, its users and its stored records. Must not raise for a vendor that is
+        unreachable: log (without personal data) and return."""
+
+    async def receive(
+        self, gateway: Gateway, connection: Connection, request: WebhookRequest
+    ) -> Sequence[CallEvent]:
+        """Verify and parse one webhook into canonical events (possibly none).
+
+        Verify first, in constant time, over ``request.body`` exactly as received: raise
+        :class:`~gateway.errors.Unauthorized` on a missing or bad signature and
+        :class:`~gateway.errors.BadRequest` on a body that cannot be parsed. Return an empty
+        sequence for notifications that are valid but carry nothing to deliver (unknown event
+        types, events of a logged-out user). Never raise anything else for bad input.
+        """
+        raise NotImplementedError
+
+    async def resolve_recording(
+        self, gateway: Gateway, connection: Connection, ref: RecordingRef
+    ) -> str | None:
+        """Turn a recording reference into a link, at delivery time. ``None``: not available.
+
+        The link is handed to the sink and must never be stored or logged.
+        """
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class OriginateResult:
+    """What a source reports after starting a click-to-call: the provider's ids, if any."""
+
+    call_id: str | None = None
+
+
+__all__ = ["OriginateResult", "Source", "WebhookRequest"]

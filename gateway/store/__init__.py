@@ -1,0 +1,80 @@
+"""The encrypted store and the storage API that plugins get instead of SQL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .crypto import DecryptError, MasterKeyring, generate_master_key
+from .records import DeadLetter, PendingDelivery
+from .sqlite import SQLiteStore
+
+Store = SQLiteStore
+
+
+class PluginStorage:
+    """A plugin's own records for one tenant: encrypted, namespaced, blind-indexed.
+
+    Records are JSON-ready values under ``(kind, key)``; both the key and the optional
+    ``index`` value are stored only as keyed digests, the value only encrypted, so phone
+    numbers and e-mails may be used as keys. ``call_record=True`` marks data about a call
+    (CRM call ids, per-call state): the core deletes it with the call records when the
+    retention period ends, so the plugin needs no purge code of its own for it.
+    """
+
+    def __init__(self, store: SQLiteStore, plugin: str, tenant: str) -> None:
+        self._store = store
+        self.plugin = plugin
+        self.tenant = tenant
+
+    async def put(self, kind: str, key: str, value: Any, *, index: str | None = None,
+                  call_record: bool = False) -> None:
+        """Create or replace the record ``(kind, key)``."""
+        await self._store.put_record(self.tenant, self.plugin, kind, key, value,
+                                     index=index, call_record=call_record)
+
+    async def get(self, kind: str, key: str) -> Any:
+        """The record's value, or ``None`` when there is none."""
+        return await self._store.get_record(self.tenant, self.plugin, kind, key)
+
+    async def find(self, kind: str, index: str) -> list[tuple[str, Any]]:
+        """All ``(key, value)`` of ``kind`` stored with this exact ``index`` value."""
+        return await self._store.find_records(self.tenant, self.plugin, kind, index)
+
+    async def all(self, kind: str) -> list[tuple[str, Any]]:
+        """All ``(key, value)`` of ``kind``, oldest first."""
+        return await self._store.find_records(self.tenant, self.plugin, kind)
+
+    async def delete(self, kind: str, key: str | None = None) -> int:
+        """Delete one record, or every record of ``kind`` when ``key`` is ``None``."""
+        return await self._store.delete_record(self.tenant, self.plugin, kind, key)
+
+    @contextlib.asynccontextmanager
+    async def lease(self, name: str, *, ttl: float = 30.0, wait: float = 30.0) -> AsyncIterator[None]:
+        """Hold a named lock for this tenant, also against other processes sharing the store.
+
+        Use it for single-flight work such as refreshing a rotating OAuth token. Raises
+        :class:`TimeoutError` when the lease cannot be had within ``wait`` seconds; a holder
+        that dies loses it after ``ttl``.
+        """
+        full = f"{self.tenant}\x1f{self.plugin}\x1f{name}"
+        holder = secrets.token_hex(8)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        delay = 0.01
+        while not await self._store.try_lease(full, holder, ttl):
+            if loop.time() >= deadline:
+                raise TimeoutError("lease is held by someone else")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+        try:
+            yield
+        finally:
+            await self._store.release_lease(full, holder)
+
+
+__all__ = ["DeadLetter", "DecryptError", "MasterKeyring", "PendingDelivery", "PluginStorage",
+           "Store", "generate_master_key"]

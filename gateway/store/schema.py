@@ -1,0 +1,99 @@
+"""Versioned schema migrations, applied in order at start.
+
+Portable SQL only (SQLite and PostgreSQL both take it); the one backend-specific bit, the
+auto-increment key, is spelled by the backend through ``{serial}``. Append, never edit: a
+released migration is history.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema
+    """
+    CREATE TABLE tenants (
+        id TEXT PRIMARY KEY,
+        key_id TEXT NOT NULL,
+        wrapped_key BLOB NOT NULL,
+        status TEXT NOT NULL DEFAULT 'active',
+        status_reason TEXT,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE connections (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL REFERENCES tenants(id),
+        plugin TEXT NOT NULL,
+        settings BLOB NOT NULL,
+        status TEXT NOT NULL DEFAULT 'active',
+        status_reason TEXT,
+        created_at BIGINT NOT NULL
+    );
+    CREATE INDEX connections_tenant ON connections (tenant);
+    CREATE TABLE sinks (
+        tenant TEXT NOT NULL REFERENCES tenants(id),
+        plugin TEXT NOT NULL,
+        settings BLOB NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (tenant, plugin)
+    );
+    CREATE TABLE events (
+        seq {serial},
+        tenant TEXT NOT NULL,
+        connection TEXT NOT NULL,
+        dedup_key TEXT NOT NULL UNIQUE,
+        call_key TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        received_at BIGINT NOT NULL
+    );
+    CREATE INDEX events_received ON events (received_at);
+    CREATE INDEX events_tenant ON events (tenant);
+    CREATE TABLE deliveries (
+        id {serial},
+        event_seq BIGINT NOT NULL,
+        tenant TEXT NOT NULL,
+        sink TEXT NOT NULL,
+        call_key TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at BIGINT NOT NULL,
+        last_error TEXT,
+        received_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        UNIQUE (event_seq, sink)
+    );
+    CREATE INDEX deliveries_state ON deliveries (state, id);
+    CREATE INDEX deliveries_tenant ON deliveries (tenant);
+    CREATE TABLE telephony_users (
+        connection TEXT NOT NULL,
+        user_id_key TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        data BLOB NOT NULL,
+        email_key TEXT,
+        extension_key TEXT,
+        status TEXT NOT NULL DEFAULT 'active',
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (connection, user_id_key)
+    );
+    CREATE INDEX telephony_users_email ON telephony_users (tenant, email_key);
+    CREATE INDEX telephony_users_extension ON telephony_users (tenant, extension_key);
+    CREATE TABLE records (
+        tenant TEXT NOT NULL,
+        plugin TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        record_key TEXT NOT NULL,
+        data BLOB NOT NULL,
+        index_key TEXT,
+        call_record INTEGER NOT NULL DEFAULT 0,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (tenant, plugin, kind, record_key)
+    );
+    CREATE INDEX records_index ON records (tenant, plugin, kind, index_key);
+    CREATE INDEX records_created ON records (call_record, created_at);
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,635 @@
+"""The embedded store: SQLite in WAL mode through aiosqlite, every commit fsync'd.
+
+One connection writes (through the group-commit writer), one reads. Everything personal is
+encrypted with the tenant's data key before it reaches SQL; lookups use blind indexes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from ..errors import Conflict, NotFound, StoreError
+from ..events import CallEvent
+from ..models import Connection, SinkBinding, TelephonyUser, Tenant
+from .crypto import MasterKeyring, TenantKeys, new_data_key
+from .records import DeadLetter, PendingDelivery
+from .schema import MIGRATIONS, SCHEMA_VERSION
+from .writer import GroupCommitWriter
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def ms_to_dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc)
+
+
+def _dumps(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+class SQLiteStore:
+    """The store behind one interface; a PostgreSQL twin will implement the same methods."""
+
+    def __init__(self, path: str, keyring: MasterKeyring) -> None:
+        self.path = path
+        self.keyring = keyring
+        self._w: aiosqlite.Connection | None = None
+        self._r: aiosqlite.Connection | None = None
+        self.writer: GroupCommitWriter | None = None
+        self._keys: dict[str, TenantKeys] = {}
+        self._connections: dict[str, Connection] = {}
+        self._bindings: dict[str, list[SinkBinding]] = {}
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._w = await self._connect()
+        await self._migrate(self._w)
+        self._r = await self._connect()
+        self.writer = GroupCommitWriter(self._w, self._ingest_rows)
+        self.writer.start()
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", "secure_delete=ON",
+                       "foreign_keys=ON", "busy_timeout=10000"):
+            await conn.execute(f"PRAGMA {pragma}")
+        return conn
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            await self.writer.stop()
+            self.writer = None
+        for conn in (self._r, self._w):
+            if conn is not None:
+                await conn.close()
+        self._r = self._w = None
+
+    @property
+    def w(self) -> GroupCommitWriter:
+        if self.writer is None:
+            raise StoreError("store is not open")
+        return self.writer
+
+    @property
+    def r(self) -> aiosqlite.Connection:
+        if self._r is None:
+            raise StoreError("store is not open")
+        return self._r
+
+    async def _migrate(self, conn: aiosqlite.Connection) -> None:
+        await conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        async with conn.execute("SELECT value FROM meta WHERE key='schema_version'") as cur:
+            row = await cur.fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the database has schema version {version}, newer than this gateway "
+                f"understands ({SCHEMA_VERSION}): run a newer gateway"
+            )
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            script = MIGRATIONS[number - 1].replace("{serial}", "INTEGER PRIMARY KEY")
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        await conn.execute(statement)
+                await conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(number),))
+                await conn.execute("COMMIT")
+            except Exception:
+                await conn.execute("ROLLBACK")
+                raise
+
+    async def ping(self) -> bool:
+        async with self.r.execute("SELECT 1") as cur:
+            return (await cur.fetchone()) is not None
+
+    async def _all(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
+        async with self.r.execute(sql, tuple(args)) as cur:
+            return list(await cur.fetchall())
+
+    async def _one(self, sql: str, args: Iterable[Any] = ()) -> Any:
+        async with self.r.execute(sql, tuple(args)) as cur:
+            return await cur.fetchone()
+
+    # --- tenants and keys ------------------------------------------------------------------
+
+    async def create_tenant(self, tenant: str) -> Tenant:
+        kid, wrapped = self.keyring.wrap(tenant, new_data_key())
+        created = now_ms()
+
+        async def job(conn: aiosqlite.Connection) -> bool:
+            cur = await conn.execute(
+                "INSERT INTO tenants (id, key_id, wrapped_key, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (id) DO NOTHING", (tenant, kid, wrapped, created))
+            return cur.rowcount == 1
+
+        if not await self.w.submit(job):
+            raise Conflict("tenant exists already")
+        return Tenant(tenant, ms_to_dt(created))
+
+    async def ensure_tenant(self, tenant: str) -> Tenant:
+        try:
+            return await self.create_tenant(tenant)
+        except Conflict:
+            found = await self.get_tenant(tenant)
+            assert found is not None
+            return found
+
+    async def get_tenant(self, tenant: str) -> Tenant | None:
+        row = await self._one("SELECT id, created_at, status, status_reason FROM tenants WHERE id=?", (tenant,))
+        return Tenant(row[0], ms_to_dt(row[1]), row[2], row[3]) if row else None
+
+    async def list_tenants(self) -> list[Tenant]:
+        rows = await self._all("SELECT id, created_at, status, status_reason FROM tenants ORDER BY id")
+        return [Tenant(r[0], ms_to_dt(r[1]), r[2], r[3]) for r in rows]
+
+    async def set_tenant_status(self, tenant: str, status: str, reason: str | None = None) -> None:
+        async def job(conn: aiosqlite.Connection) -> int:
+            cur = await conn.execute("UPDATE tenants SET status=?, status_reason=? WHERE id=?",
+                                     (status, reason, tenant))
+            return cur.rowcount
+        if not await self.w.submit(job):
+            raise NotFound("unknown tenant")
+
+    async def keys(self, tenant: str) -> TenantKeys:
+        cached = self._keys.get(tenant)
+        if cached is not None:
+            return cached
+        row = await self._one("SELECT key_id, wrapped_key FROM tenants WHERE id=?", (tenant,))
+        if row is None:
+            raise NotFound("unknown tenant")
+        keys = TenantKeys(tenant, self.keyring.unwrap(tenant, row[0], row[1]))
+        self._keys[tenant] = keys
+        return keys
+
+    async def rotate_keys(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Re-wrap every tenant key under the current master key; return how many changed."""
+        rows = await self._all("SELECT id, key_id, wrapped_key FROM tenants WHERE key_id <> ?",
+                               (self.keyring.current_id,))
+        done = 0
+        for tenant, kid, wrapped in rows:
+            data_key = self.keyring.unwrap(tenant, kid, wrapped)
+            new_kid, new_wrapped = self.keyring.wrap(tenant, data_key)
+
+            async def job(conn: aiosqlite.Connection, t: str = tenant, k: str = kid,
+                          nk: str = new_kid, nw: bytes = new_wrapped) -> None:
+                await conn.execute("UPDATE tenants SET key_id=?, wrapped_key=? WHERE id=? AND key_id=?",
+                                   (nk, nw, t, k))
+            await self.w.submit(job)
+            done += 1
+            if progress is not None:
+                progress(done, len(rows))
+        return done
+
+    async def remove_tenant(self, tenant: str) -> dict[str, int]:
+        """Crypto-shred a tenant: its wrapped key and every row go; the files keep nothing."""
+        if await self.get_tenant(tenant) is None:
+            raise NotFound("unknown tenant")
+
+        async def job(conn: aiosqlite.Connection) -> dict[str, int]:
+            counts: dict[str, int] = {}
+            await conn.execute(
+                "DELETE FROM deliveries WHERE tenant=?", (tenant,))
+            for table in ("events", "telephony_users", "records", "sinks", "connections"):
+                cur = await conn.execute(f"DELETE FROM {table} WHERE tenant=?", (tenant,))
+                counts[table] = cur.rowcount
+            await conn.execute("DELETE FROM leases WHERE name LIKE ?", (f"{tenant}\x1f%",))
+            await conn.execute("DELETE FROM tenants WHERE id=?", (tenant,))
+            return counts
+
+        counts = await self.w.submit(job)
+        self._keys.pop(tenant, None)
+        self._bindings.pop(tenant, None)
+        for cid in [c for c, conn in self._connections.items() if conn.tenant == tenant]:
+            self._connections.pop(cid, None)
+        await self.checkpoint()
+        return counts
+
+    async def checkpoint(self) -> None:
+        """Move the WAL into the main file and truncate it, so deleted plaintext leaves it."""
+        async def job(conn: aiosqlite.Connection) -> None:
+            return None
+        await self.w.submit(job)  # let queued writes land first
+        await self.r.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # --- connections -----------------------------------------------------------------------
+
+    def _seal_settings(self, keys: TenantKeys, table: str, row: str, settings: dict[str, Any]) -> bytes:
+        return keys.encrypt(table, "settings", row, _dumps(settings))
+
+    async def add_connection(self, connection: Connection) -> Connection:
+        keys = await self.keys(connection.tenant)
+        sealed = self._seal_settings(keys, "connections", connection.id, connection.settings)
+        created = now_ms()
+
+        async def job(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "INSERT INTO connections (id, tenant, plugin, settings, status, created_at) "
+                "VALUES (?, ?, ?, ?, 'active', ?)",
+                (connection.id, connection.tenant, connection.plugin, sealed, created))
+        await self.w.submit(job)
+        saved = Connection(connection.id, connection.tenant, connection.plugin,
+                           dict(connection.settings), "active", None, ms_to_dt(created))
+        self._connections[saved.id] = saved
+        return saved
+
+    @staticmethod
+    def new_connection_id() -> str:
+        return secrets.token_urlsafe(18)
+
+    async def get_connection(self, connection_id: str) -> Connection | None:
+        cached = self._connections.get(connection_id)
+        if cached is not None:
+            return cached
+        row = await self._one(
+            "SELECT id, tenant, plugin, settings, status, status_reason, created_at "
+            "FROM connections WHERE id=?", (connection_id,))
+        if row is None:
+            return None
+        connection = await self._connection_from_row(row)
+        self._connections[connection_id] = connection
+        return connection
+
+    async def _connection_from_row(self, row: Any) -> Connection:
+        keys = await self.keys(row[1])
+        settings = orjson.loads(keys.decrypt("connections", "settings", row[0], row[3]))
+        return Connection(row[0], row[1], row[2], settings, row[4], row[5], ms_to_dt(row[6]))
+
+    async def list_connections(self, tenant: str | None = None, plugin: str | None = None) -> list[Connection]:
+        sql = "SELECT id, tenant, plugin, settings, status, status_reason, created_at FROM connections WHERE 1=1"
+        args: list[Any] = []
+        if tenant is not None:
+            sql += " AND tenant=?"
+            args.append(tenant)
+        if plugin is not None:
+            sql += " AND plugin=?"
+            args.append(plugin)
+        rows = await self._all(sql + " ORDER BY created_at, id", args)
+        return [await self._connection_from_row(r) for r in rows]
+
+    async def update_connection(self, connection_id: str, *, settings: dict[str, Any] | None = None,
+                                status: str | None = None, reason: str | None = None) -> Connection:
+        current = await self.get_connection(connection_id)
+        if current is None:
+            raise NotFound("unknown connection")
+        keys = await self.keys(current.tenant)
+        new_settings = current.settings if settings is None else dict(settings)
+        new_status = current.status if status is None else status
+        new_reason = reason if status is not None else current.status_reason
+        sealed = self._seal_settings(keys, "connections", connection_id, new_settings)
+
+        async def job(conn: aiosqlite.Connection) -> None:
+            await conn.execute("UPDATE connections SET settings=?, status=?, status_reason=? WHERE id=?",
+                               (sealed, new_status, new_reason, connection_id))
+        await self.w.submit(job)
+        updated = Connection(current.id, current.tenant, current.plugin, new_settings,
+                             new_status, new_reason, current.created_at)
+        self._connections[connection_id] = updated
+        return updated
+
+    async def delete_connection(self, connection_id: str) -> None:
+        async def job(conn: aiosqlite.Connection) -> None:
+            await conn.execute("DELETE FROM telephony_users WHERE connection=?", (connection_id,))
+            await conn.execute("DELETE FROM connections WHERE id=?", (connection_id,))
+        await self.w.submit(job)
+        self._connections.pop(connection_id, None)
+
+    # --- sink bindings ---------------------------------------------------------------------
+
+    async def bind_sink(self, tenant: str, plugin: str, settings: dict[str, Any]) -> SinkBinding:
+        keys = await self.keys(tenant)
+        sealed = self._seal_settings(keys, "sinks", plugin, settings)
+        created = now_ms()
+
+        async def job(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "INSERT INTO sinks (tenant, plugin, settings, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (tenant, plugin) DO UPDATE SET settings = excluded.settings",
+                (tenant, plugin, sealed, created))
+        await self.w.submit(job)
+        self._bindings.pop(tenant, None)
+        return SinkBinding(tenant, plugin, dict(settings))
+
+    async def unbind_sink(self, tenant: str, plugin: str) -> None:
+        async def job(conn: aiosqlite.Connection) -> int:
+            await conn.execute("DELETE FROM deliveries WHERE tenant=? AND sink=? AND state='pending'",
+                               (tenant, plugin))
+            cur = await conn.execute("DELETE FROM sinks WHERE tenant=? AND plugin=?", (tenant, plugin))
+            return cur.rowcount
+        removed = await self.w.submit(job)
+        self._bindings.pop(tenant, None)
+        if not removed:
+            raise NotFound("no such sink for this tenant")
+
+    async def sink_bindings(self, tenant: str) -> list[SinkBinding]:
+        cached = self._bindings.get(tenant)
+        if cached is not None:
+            return cached
+        keys = await self.keys(tenant)
+        rows = await self._all("SELECT plugin, settings FROM sinks WHERE tenant=? ORDER BY plugin", (tenant,))
+        bindings = [SinkBinding(tenant, p, orjson.loads(keys.decrypt("sinks", "settings", p, s)))
+                    for p, s in rows]
+        self._bindings[tenant] = bindings
+        return bindings
+
+    async def sink_binding(self, tenant: str, plugin: str) -> SinkBinding | None:
+        for binding in await self.sink_bindings(tenant):
+            if binding.plugin == plugin:
+                return binding
+        return None
+
+    # --- events and deliveries -------------------------------------------------------------
+
+    async def ingest(self, connection: Connection, events: list[CallEvent], received_at: int) -> None:
+        """Store events durably (deduplicated) and queue one delivery per bound sink."""
+        if not events:
+            return
+        keys = await self.keys(connection.tenant)
+        rows = []
+        for ev in events:
+            dedup = keys.blind_index("event", f"{connection.id}\x1f{ev.event_id}")
+            call_key = keys.blind_index("call", f"{connection.id}\x1f{ev.call_id}")
+            payload = keys.encrypt("events", "payload", dedup, _dumps(ev.to_dict()))
+            rows.append(((connection.tenant, connection.id, dedup, call_key, payload, received_at), ev))
+        await self.w.submit_ingest(rows)
+
+    async def _ingest_rows(self, conn: aiosqlite.Connection, rows: list[Any]) -> list[PendingDelivery]:
+        async with conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events") as cur:
+            before = (await cur.fetchone())[0]
+        await conn.executemany(
+            "INSERT INTO events (tenant, connection, dedup_key, call_key, payload, received_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dedup_key) DO NOTHING",
+            [r for r, _ in rows])
+        await conn.execute(
+            "INSERT INTO deliveries (event_seq, tenant, sink, call_key, state, attempts, next_at, "
+            "received_at, updated_at) SELECT e.seq, e.tenant, s.plugin, e.call_key, 'pending', 0, "
+            "e.received_at, e.received_at, e.received_at FROM events e JOIN sinks s ON s.tenant = e.tenant "
+            "WHERE e.seq > ?", (before,))
+        async with conn.execute(
+            "SELECT d.id, d.event_seq, d.tenant, d.sink, d.call_key, d.attempts, d.next_at, "
+            "d.received_at, e.dedup_key FROM deliveries d JOIN events e ON e.seq = d.event_seq "
+            "WHERE d.event_seq > ? ORDER BY d.id", (before,)) as cur:
+            fresh = await cur.fetchall()
+        by_dedup = {r[2]: ev for r, ev in rows}
+        return [PendingDelivery(*row, event=by_dedup.get(row[8])) for row in fresh]
+
+    async def load_event(self, tenant: str, seq: int) -> CallEvent | None:
+        row = await self._one("SELECT dedup_key, payload FROM events WHERE seq=? AND tenant=?", (seq, tenant))
+        if row is None:
+            return None
+        keys = await self.keys(tenant)
+        return CallEvent.from_dict(orjson.loads(keys.decrypt("events", "payload", row[0], row[1])))
+
+    async def pending_deliveries(self) -> list[PendingDelivery]:
+        rows = await self._all(
+            "SELECT d.id, d.event_seq, d.tenant, d.sink, d.call_key, d.attempts, d.next_at, "
+            "d.received_at, e.dedup_key FROM deliveries d JOIN events e ON e.seq = d.event_seq "
+            "WHERE d.state = 'pending' ORDER BY d.id")
+        return [PendingDelivery(*row) for row in rows]
+
+    async def count_deliveries(self, state: str) -> int:
+        row = await self._one("SELECT COUNT(*) FROM deliveries WHERE state=?", (state,))
+        return int(row[0])
+
+    async def finish_delivery(self, delivery_id: int) -> None:
+        async def job(conn: aiosqlite.Connection) -> None:
+            await conn.execute("UPDATE deliveries SET state='done', last_error=NULL, updated_at=? WHERE id=?",
+                               (now_ms(), delivery_id))
+        await self.w.submit(job)
+
+    async def retry_delivery(self, delivery_id: int, attempts: int, next_at: int, reason: str) -> None:
+        async def job(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "UPDATE deliveries SET attempts=?, next_at=?, last_error=?, updated_at=? WHERE id=?",
+                (attempts, next_at, reason, now_ms(), delivery_id))
+        await self.w.submit(job)
+
+    async def dead_letter(self, delivery_id: int, attempts: int, reason: str) -> None:
+        async def job(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "UPDATE deliveries SET state='dead', attempts=?, last_error=?, updated_at=? WHERE id=?",
+                (attempts, reason, now_ms(), delivery_id))
+        await self.w.submit(job)
+
+    async def dead_letters(self, tenant: str | None = None) -> list[DeadLetter]:
+        sql = ("SELECT id, tenant, sink, attempts, COALESCE(last_error, ''), received_at, updated_at "
+               "FROM deliveries WHERE state='dead'")
+        args: list[Any] = []
+        if tenant is not None:
+            sql += " AND tenant=?"
+            args.append(tenant)
+        return [DeadLetter(*r) for r in await self._all(sql + " ORDER BY id", args)]
+
+    async def replay_dead_letter(self, delivery_id: int, tenant: str | None = None) -> PendingDelivery:
+        async def job(conn: aiosqlite.Connection) -> int:
+            sql = "UPDATE deliveries SET state='pending', attempts=0, next_at=?, updated_at=? WHERE id=? AND state='dead'"
+            args: list[Any] = [now_ms(), now_ms(), delivery_id]
+            if tenant is not None:
+                sql += " AND tenant=?"
+                args.append(tenant)
+            cur = await conn.execute(sql, args)
+            return cur.rowcount
+        if not await self.w.submit(job):
+            raise NotFound("no such dead letter")
+        row = await self._one(
+            "SELECT d.id, d.event_seq, d.tenant, d.sink, d.call_key, d.attempts, d.next_at, "
+            "d.received_at, e.dedup_key FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.id=?",
+            (delivery_id,))
+        return PendingDelivery(*row)
+
+    # --- telephony users -------------------------------------------------------------------
+
+    async def put_user(self, connection: Connection, user: TelephonyUser) -> None:
+        keys = await self.keys(connection.tenant)
+        uid = keys.blind_index("user", f"{connection.id}\x1f{user.user_id}")
+        data = keys.encrypt("telephony_users", "data", f"{connection.id}\x1f{uid}", _dumps({
+            "user_id": user.user_id, "name": user.name, "email": user.email,
+            "extension": user.extension, "numbers": list(user.numbers)}))
+        email_key = keys.blind_index("email", user.email.strip().lower()) if user.email else None
+        ext_key = keys.blind_index("extension", str(user.extension)) if user.extension else None
+
+        async def job(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "INSERT INTO telephony_users (connection, user_id_key, tenant, data, email_key, extension_key, "
+                "status, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (connection, user_id_key) "
+                "DO UPDATE SET data=excluded.data, email_key=excluded.email_key, "
+                "extension_key=excluded.extension_key, status=excluded.status, updated_at=excluded.updated_at",
+                (connection.id, uid, connection.tenant, data, email_key, ext_key, user.status, now_ms()))
+        await self.w.submit(job)
+
+    def _user_from_row(self, keys: TenantKeys, connection_id: str, uid: str, blob: bytes, status: str) -> TelephonyUser:
+        d = orjson.loads(keys.decrypt("telephony_users", "data", f"{connection_id}\x1f{uid}", blob))
+        return TelephonyUser(d["user_id"], d.get("name"), d.get("email"), d.get("extension"),
+                             tuple(d.get("numbers") or ()), status)
+
+    async def get_user(self, connection: Connection, user_id: str) -> TelephonyUser | None:
+        keys = await self.keys(connection.tenant)
+        uid = keys.blind_index("user", f"{connection.id}\x1f{user_id}")
+        row = await self._one("SELECT data, status FROM telephony_users WHERE connection=? AND user_id_key=?",
+                              (connection.id, uid))
+        return self._user_from_row(keys, connection.id, uid, row[0], row[1]) if row else None
+
+    async def list_users(self, connection: Connection) -> list[TelephonyUser]:
+        keys = await self.keys(connection.tenant)
+        rows = await self._all("SELECT user_id_key, data, status FROM telephony_users WHERE connection=?",
+                               (connection.id,))
+        return [self._user_from_row(keys, connection.id, r[0], r[1], r[2]) for r in rows]
+
+    async def find_users(self, tenant: str, *, email: str | None = None,
+                         extension: str | None = None) -> list[tuple[str, TelephonyUser]]:
+        """Users of any of the tenant's connections by e-mail or extension: (connection id, user)."""
+        keys = await self.keys(tenant)
+        if email:
+            column, value = "email_key", keys.blind_index("email", email.strip().lower())
+        elif extension:
+            column, value = "extension_key", keys.blind_index("extension", str(extension))
+        else:
+            return []
+        rows = await self._all(
+            f"SELECT connection, user_id_key, data, status FROM telephony_users WHERE tenant=? AND {column}=?",
+            (tenant, value))
+        return [(r[0], self._user_from_row(keys, r[0], r[1], r[2], r[3])) for r in rows]
+
+    async def delete_users(self, connection: Connection, user_id: str | None = None) -> int:
+        keys = await self.keys(connection.tenant)
+
+        async def job(conn: aiosqlite.Connection) -> int:
+            if user_id is None:
+                cur = await conn.execute("DELETE FROM telephony_users WHERE connection=?", (connection.id,))
+            else:
+                uid = keys.blind_index("user", f"{connection.id}\x1f{user_id}")
+                cur = await conn.execute(
+                    "DELETE FROM telephony_users WHERE connection=? AND user_id_key=?", (connection.id, uid))
+            return cur.rowcount
+        return await self.w.submit(job)
+
+    # --- plugin records --------------------------------------------------------------------
+
+    async def put_record(self, tenant: str, plugin: str, kind: str, key: str, data: Any, *,
+                         index: str | None = None, call_record: bool = False) -> None:
+        keys = await self.keys(tenant)
+        rkey = keys.blind_index(f"record\x1f{plugin}\x1f{kind}", key)
+        blob = keys.encrypt("records", "data", f"{plugin}\x1f{kind}\x1f{rkey}", _dumps({"key": key, "data": data}))
+        ikey = keys.blind_index(f"index\x1f{plugin}\x1f{kind}", index) if index is not None else None
+
+        async def job(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "INSERT INTO records (tenant, plugin, kind, record_key, data, index_key, call_record, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant, plugin, kind, record_key) DO UPDATE SET "
+                "data=excluded.data, index_key=excluded.index_key, call_record=excluded.call_record",
+                (tenant, plugin, kind, rkey, blob, ikey, int(call_record), now_ms()))
+        await self.w.submit(job)
+
+    def _record_from_blob(self, keys: TenantKeys, plugin: str, kind: str, rkey: str, blob: bytes) -> tuple[str, Any]:
+        d = orjson.loads(keys.decrypt("records", "data", f"{plugin}\x1f{kind}\x1f{rkey}", blob))
+        return d["key"], d["data"]
+
+    async def get_record(self, tenant: str, plugin: str, kind: str, key: str) -> Any:
+        keys = await self.keys(tenant)
+        rkey = keys.blind_index(f"record\x1f{plugin}\x1f{kind}", key)
+        row = await self._one("SELECT data FROM records WHERE tenant=? AND plugin=? AND kind=? AND record_key=?",
+                              (tenant, plugin, kind, rkey))
+        return self._record_from_blob(keys, plugin, kind, rkey, row[0])[1] if row else None
+
+    async def find_records(self, tenant: str, plugin: str, kind: str, index: str | None = None) -> list[tuple[str, Any]]:
+        keys = await self.keys(tenant)
+        sql = "SELECT record_key, data FROM records WHERE tenant=? AND plugin=? AND kind=?"
+        args: list[Any] = [tenant, plugin, kind]
+        if index is not None:
+            sql += " AND index_key=?"
+            args.append(keys.blind_index(f"index\x1f{plugin}\x1f{kind}", index))
+        rows = await self._all(sql + " ORDER BY created_at", args)
+        return [self._record_from_blob(keys, plugin, kind, r[0], r[1]) for r in rows]
+
+    async def delete_record(self, tenant: str, plugin: str, kind: str, key: str | None = None) -> int:
+        keys = await self.keys(tenant)
+
+        async def job(conn: aiosqlite.Connection) -> int:
+            if key is None:
+                cur = await conn.execute("DELETE FROM records WHERE tenant=? AND plugin=? AND kind=?",
+                                         (tenant, plugin, kind))
+            else:
+                rkey = keys.blind_index(f"record\x1f{plugin}\x1f{kind}", key)
+                cur = await conn.execute(
+                    "DELETE FROM records WHERE tenant=? AND plugin=? AND kind=? AND record_key=?",
+                    (tenant, plugin, kind, rkey))
+            return cur.rowcount
+        return await self.w.submit(job)
+
+    # --- leases (single-flight across processes) -------------------------------------------
+
+    async def try_lease(self, name: str, holder: str, ttl: float) -> bool:
+        expires = now_ms() + int(ttl * 1000)
+
+        async def job(conn: aiosqlite.Connection) -> int:
+            cur = await conn.execute(
+                "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
+                "SET holder=excluded.holder, expires_at=excluded.expires_at "
+                "WHERE leases.expires_at < ? OR leases.holder = excluded.holder",
+                (name, holder, expires, now_ms()))
+            return cur.rowcount
+        return bool(await self.w.submit(job))
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        async def job(conn: aiosqlite.Connection) -> None:
+            await conn.execute("DELETE FROM leases WHERE name=? AND holder=?", (name, holder))
+        await self.w.submit(job)
+
+    # --- retention -------------------------------------------------------------------------
+
+    async def purge_before(self, cutoff_ms: int, *, batch: int = 2000,
+                           progress: Callable[[int], None] | None = None) -> dict[str, int]:
+        """Delete call records received before ``cutoff_ms``, in short transactions."""
+        counts = {"events": 0, "deliveries": 0, "records": 0}
+        while True:
+            async def job(conn: aiosqlite.Connection) -> tuple[int, int]:
+                async with conn.execute("SELECT seq FROM events WHERE received_at < ? ORDER BY received_at LIMIT ?",
+                                        (cutoff_ms, batch)) as cur:
+                    seqs = [r[0] for r in await cur.fetchall()]
+                if not seqs:
+                    return 0, 0
+                marks = ",".join("?" * len(seqs))
+                d = await conn.execute(f"DELETE FROM deliveries WHERE event_seq IN ({marks})", seqs)
+                e = await conn.execute(f"DELETE FROM events WHERE seq IN ({marks})", seqs)
+                return e.rowcount, d.rowcount
+            ev, dl = await self.w.submit(job)
+            counts["events"] += ev
+            counts["deliveries"] += dl
+            if progress is not None and ev:
+                progress(ev)
+            if ev < batch:
+                break
+            await asyncio.sleep(0)
+        while True:
+            async def rjob(conn: aiosqlite.Connection) -> int:
+                cur = await conn.execute(
+                    "DELETE FROM records WHERE rowid IN (SELECT rowid FROM records WHERE call_record=1 "
+                    "AND created_at < ? LIMIT ?)", (cutoff_ms, batch))
+                return cur.rowcount
+            n = await self.w.submit(rjob)
+            counts["records"] += n
+            if n < batch:
+                break
+        await self.checkpoint()
+        return counts
+
+    def file_paths(self) -> list[str]:
+        """The database files on disk (for scans and backups)."""
+        return [p for p in (self.path, self.path + "-wal", self.path + "-shm") if os.path.exists(p)]

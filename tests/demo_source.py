@@ -1,0 +1,87 @@
+"""A minimal telephony source for the core's own tests: JSON events, HMAC-SHA256 signed.
+
+Body: {"id": event id, "call": call id, "state": ringing|answered|ended, "from": number,
+"dir": in|out, "outcome": ...}; header ``X-Demo-Signature`` = hex HMAC-SHA256 with the
+connection's ``secret`` setting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from gateway import (
+    BadRequest,
+    CallEvent,
+    CallState,
+    Connection,
+    Direction,
+    Gateway,
+    OriginateResult,
+    Outcome,
+    Source,
+    TelephonyUser,
+    Unauthorized,
+    WebhookRequest,
+    hookimpl,
+    normalize_number,
+)
+
+
+def sign(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class DemoSource(Source):
+    name = "demo"
+    content_types = frozenset({"application/json"})
+
+    def __init__(self) -> None:
+        self.originated: list[tuple[str, str, str | None]] = []
+
+    async def connect(self, gateway: Gateway, connection: Connection) -> Mapping[str, Any]:
+        secret = connection.settings.get("secret")
+        if not isinstance(secret, str) or len(secret) < 8:
+            raise BadRequest("settings.secret (at least 8 characters) is required")
+        return {"secret": secret}
+
+    async def receive(self, gateway: Gateway, connection: Connection,
+                      request: WebhookRequest) -> Sequence[CallEvent]:
+        given = request.headers.get("X-Demo-Signature", "").strip().lower()
+        expected = sign(connection.settings["secret"], request.body)
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise Unauthorized("missing or bad signature")
+        try:
+            data = orjson.loads(request.body)
+            return [CallEvent(
+                event_id=str(data["id"]), call_id=str(data["call"]),
+                direction=Direction(data.get("dir", "in")), state=CallState(data["state"]),
+                occurred_at=request.received_at, remote_number=normalize_number(data.get("from")),
+                outcome=Outcome(data["outcome"]) if data.get("outcome") else None,
+                local_user=data.get("user"))]
+        except (orjson.JSONDecodeError, KeyError, ValueError, TypeError):
+            raise BadRequest("unparseable notification") from None
+
+
+SOURCE = DemoSource()
+
+
+@hookimpl
+def register_sources(register: Any) -> None:
+    register(SOURCE)
+
+
+@hookimpl
+def originate_call(gateway: Gateway, connection: Connection, user: TelephonyUser, number: str,
+                   crm_call_id: str | None) -> Any:
+    if connection.plugin != "demo":
+        return None
+
+    async def go() -> OriginateResult:
+        SOURCE.originated.append((user.user_id, number, crm_call_id))
+        return OriginateResult(call_id="demo-call")
+    return go()
