@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pluggy
 
+from .admin import ADMIN_SCOPE
 from .appkeys import GATEWAY
 from .errors import (
     BadRequest,
@@ -46,7 +47,7 @@ __version__ = "0.1.0"
 hookimpl = pluggy.HookimplMarker("gateway")
 
 __all__ = [
-    "ANONYMOUS", "GATEWAY", "BadRequest", "CallEvent", "CallState", "Conflict", "Connection",
+    "ADMIN_SCOPE", "ANONYMOUS", "GATEWAY", "BadRequest", "CallEvent", "CallState", "Conflict", "Connection",
     "Delivery", "DeliveryError", "Direction", "Forbidden", "Gateway", "GatewayError", "NotFound",
     "OriginateResult", "Outcome", "PermanentError", "PluginStorage", "RateLimit", "RecordingRef",
     "RetryableError", "Sink", "SinkBinding", "Source", "Subject", "TelephonyUser", "Tenant",

@@ -289,5 +289,18 @@ class Gateway:
         log.info("retention purge finished", extra={**counts, "seconds": round(time.monotonic() - started, 3)})
         return counts
 
-    def now_ms(self) -> int:
-        return now_ms()
+    def count(self, what: str, *, plugin: str, outcome: str = "ok") -> None:
+        """Count a plugin happening in the metrics. ``what`` is one of ``token_refresh``
+        (with ``outcome`` ``ok``/``failed``), ``webhook_reactivated``, ``insecure_webhook``,
+        ``ignored_notification``, or any short fixed name of the plugin's own. Never pass ids,
+        numbers or other unbounded values."""
+        if what == "token_refresh":
+            metrics.TOKEN_REFRESHES.labels(plugin, outcome).inc()
+        elif what == "webhook_reactivated":
+            metrics.WEBHOOK_REACTIVATIONS.labels(plugin).inc()
+        elif what == "insecure_webhook":
+            metrics.INSECURE.labels(plugin).inc()
+        elif what == "ignored_notification":
+            metrics.IGNORED.labels(plugin).inc()
+        else:
+            metrics.PLUGIN_EVENTS.labels(plugin, what[:64]).inc()
