@@ -101,7 +101,8 @@ def purge_expired(gateway: Gateway, cutoff: datetime) -> Any:
 def subject_export(gateway: Gateway, tenant: str, subject: Subject) -> Any:
     """Data-subject access: everything the plugin holds about one person of one tenant.
 
-    Arguments: ``tenant``; ``subject`` names the person by phone number (E.164) or e-mail.
+    Arguments: ``gateway``, ``tenant``; ``subject`` names the person by phone number (E.164)
+    or e-mail.
     Return: a JSON-ready dict to include in the export under the plugin's name, ``None`` when
     the plugin holds nothing about the person, or an awaitable of either.
     """
@@ -111,7 +112,7 @@ def subject_export(gateway: Gateway, tenant: str, subject: Subject) -> Any:
 def subject_erase(gateway: Gateway, tenant: str, subject: Subject) -> Any:
     """Data-subject erasure: delete everything the plugin holds about one person.
 
-    Arguments: as :func:`subject_export`. Return: the number of records deleted, ``None``
+    Arguments: ``gateway``, ``tenant``, ``subject`` as for :func:`subject_export`. Return: the number of records deleted, ``None``
     when the plugin holds nothing, or an awaitable of either.
     """
 
@@ -136,7 +137,8 @@ def originate_call(
 ) -> Any:
     """Click-to-call: make the telephone system ring ``user`` and then dial ``number``.
 
-    Called for the tenant's connection that knows ``user``; only the plugin that owns
+    Arguments: ``gateway``; ``connection``, the tenant's connection whose directory knows
+    ``user``; ``number``; ``crm_call_id``. Only the plugin that owns
     ``connection.plugin`` answers. ``number`` is E.164 where it parses; ``crm_call_id`` is the
     CRM's id of the call it already registered, if any.
     Return: ``None`` when ``connection`` is not this plugin's; otherwise an awaitable of a

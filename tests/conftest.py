@@ -1,24 +1,21 @@
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+import demo_source
+from gateway.testing import Harness
 
-import demo_source  # noqa: E402
-
-from gateway.testing import Harness  # noqa: E402
+SECRET = "s3cret-s3cret"
 
 
 @pytest.fixture
 async def demo(gateway_harness: Any) -> Harness:
     """A gateway with the demo source, a tenant ``acme`` bound to the recorder, one connection."""
     demo_source.SOURCE.originated.clear()
-    h = await gateway_harness(plugins=[("demo", demo_source)])
+    h = await gateway_harness()
     await h.create_tenant("acme")
-    conn = await h.connect("acme", "demo", {"secret": "s3cret-s3cret"})
+    conn = await h.connect("acme", "demo", {"secret": SECRET})
     h.connection_id = conn["id"]  # type: ignore[attr-defined]
     return h

@@ -1,0 +1,36 @@
+# callgate: the two quick-start commands are `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PLUGINS := $(wildcard plugins/*/setup.cfg)
+EXAMPLES := $(wildcard tests/plugins/*/setup.cfg)
+
+.PHONY: install run test bench clean
+
+$(BIN)/gateway: setup.cfg $(PLUGINS)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools
+	$(BIN)/pip install -q -e '.[test]' $(foreach p,$(PLUGINS),-e $(dir $(p)))
+	touch $@
+
+$(VENV)/.test-plugins: $(BIN)/gateway $(EXAMPLES)
+	$(BIN)/pip install -q $(foreach p,$(EXAMPLES),-e $(dir $(p)))
+	touch $@
+
+## install: the core, the built-in plugins and the test tools into $(VENV)
+install: $(BIN)/gateway
+
+## run: the gateway on the embedded SQLite store with a generated development key
+run: install
+	$(BIN)/gateway serve --dev
+
+## test: the whole test suite
+test: install $(VENV)/.test-plugins
+	$(BIN)/python -m pytest -q
+
+## bench: the benchmarks (see bench/README.md)
+bench: install
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info
