@@ -60,6 +60,13 @@ class Gateway:
 
     async def open(self, *, deliver: bool = True, background: bool = True) -> None:
         await self.store.open()
+        try:
+            await self._start(deliver, background)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _start(self, deliver: bool, background: bool) -> None:
         if deliver:
             self.store.w.after_ingest = self.dispatcher.submit
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
@@ -75,6 +82,7 @@ class Gateway:
         self.started = True
 
     async def close(self) -> None:
+        """Stop background work, park deliveries, let plugins shut down, close the store."""
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

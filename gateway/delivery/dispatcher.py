@@ -164,7 +164,7 @@ class Dispatcher:
 
     async def _retry(self, d: PendingDelivery, reason: str, retry_after: float | None) -> bool:
         attempts = d.attempts + 1
-        if now_ms() - d.received_at >= self.horizon_ms:
+        if now_ms() - d.since >= self.horizon_ms:
             return await self._dead(d, attempts, reason)
         delay = next_delay(attempts, base=self.retry_base, cap=self.retry_cap, retry_after=retry_after)
         d.attempts = attempts

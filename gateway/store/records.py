@@ -19,6 +19,7 @@ class PendingDelivery:
     attempts: int
     next_at: int  # ms since the epoch
     received_at: int  # ms since the epoch
+    since: int  # ms: when the retry horizon started (receipt, or the last replay)
     dedup_key: str
     event: CallEvent | None = None
 

@@ -57,6 +57,7 @@ MIGRATIONS: tuple[str, ...] = (
         next_at BIGINT NOT NULL,
         last_error TEXT,
         received_at BIGINT NOT NULL,
+        since BIGINT NOT NULL,
         updated_at BIGINT NOT NULL,
         UNIQUE (event_seq, sink)
     );

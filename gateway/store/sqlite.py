@@ -58,7 +58,12 @@ class SQLiteStore:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._w = await self._connect()
-        await self._migrate(self._w)
+        try:
+            await self._migrate(self._w)
+        except BaseException:
+            await self._w.close()
+            self._w = None
+            raise
         self._r = await self._connect()
         self.writer = GroupCommitWriter(self._w, self._ingest_rows)
         self.writer.start()
@@ -379,16 +384,16 @@ class SQLiteStore:
             [r for r, _ in rows])
         await conn.execute(
             "INSERT INTO deliveries (event_seq, tenant, sink, call_key, state, attempts, next_at, "
-            "received_at, updated_at) SELECT e.seq, e.tenant, s.plugin, e.call_key, 'pending', 0, "
-            "e.received_at, e.received_at, e.received_at FROM events e JOIN sinks s ON s.tenant = e.tenant "
+            "received_at, since, updated_at) SELECT e.seq, e.tenant, s.plugin, e.call_key, 'pending', 0, "
+            "e.received_at, e.received_at, e.received_at, e.received_at FROM events e JOIN sinks s ON s.tenant = e.tenant "
             "WHERE e.seq > ?", (before,))
         async with conn.execute(
             "SELECT d.id, d.event_seq, d.tenant, d.sink, d.call_key, d.attempts, d.next_at, "
-            "d.received_at, e.dedup_key FROM deliveries d JOIN events e ON e.seq = d.event_seq "
+            "d.received_at, d.since, e.dedup_key FROM deliveries d JOIN events e ON e.seq = d.event_seq "
             "WHERE d.event_seq > ? ORDER BY d.id", (before,)) as cur:
             fresh = await cur.fetchall()
         by_dedup = {r[2]: ev for r, ev in rows}
-        return [PendingDelivery(*row, event=by_dedup.get(row[8])) for row in fresh]
+        return [PendingDelivery(*row, event=by_dedup.get(row[9])) for row in fresh]
 
     async def load_event(self, tenant: str, seq: int) -> CallEvent | None:
         row = await self._one("SELECT dedup_key, payload FROM events WHERE seq=? AND tenant=?", (seq, tenant))
@@ -400,7 +405,7 @@ class SQLiteStore:
     async def pending_deliveries(self) -> list[PendingDelivery]:
         rows = await self._all(
             "SELECT d.id, d.event_seq, d.tenant, d.sink, d.call_key, d.attempts, d.next_at, "
-            "d.received_at, e.dedup_key FROM deliveries d JOIN events e ON e.seq = d.event_seq "
+            "d.received_at, d.since, e.dedup_key FROM deliveries d JOIN events e ON e.seq = d.event_seq "
             "WHERE d.state = 'pending' ORDER BY d.id")
         return [PendingDelivery(*row) for row in rows]
 
@@ -439,8 +444,9 @@ class SQLiteStore:
 
     async def replay_dead_letter(self, delivery_id: int, tenant: str | None = None) -> PendingDelivery:
         async def job(conn: aiosqlite.Connection) -> int:
-            sql = "UPDATE deliveries SET state='pending', attempts=0, next_at=?, updated_at=? WHERE id=? AND state='dead'"
-            args: list[Any] = [now_ms(), now_ms(), delivery_id]
+            sql = ("UPDATE deliveries SET state='pending', attempts=0, next_at=?, since=?, updated_at=? "
+                   "WHERE id=? AND state='dead'")
+            args: list[Any] = [now_ms(), now_ms(), now_ms(), delivery_id]
             if tenant is not None:
                 sql += " AND tenant=?"
                 args.append(tenant)
@@ -450,7 +456,7 @@ class SQLiteStore:
             raise NotFound("no such dead letter")
         row = await self._one(
             "SELECT d.id, d.event_seq, d.tenant, d.sink, d.call_key, d.attempts, d.next_at, "
-            "d.received_at, e.dedup_key FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.id=?",
+            "d.received_at, d.since, e.dedup_key FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.id=?",
             (delivery_id,))
         return PendingDelivery(*row)
 
