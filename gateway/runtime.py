@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -16,7 +16,7 @@ from . import metrics
 from .config import Config
 from .delivery import Dispatcher
 from .errors import BadRequest, GatewayError, NotFound, PluginError
-from .events import CallEvent
+from .events import CallEvent, CallState
 from .models import Connection, SinkBinding, TelephonyUser
 from .plugins import PluginInfo, Registry, await_all
 from .sinks import Sink
@@ -27,6 +27,7 @@ from .store.sqlite import now_ms
 log = logging.getLogger("gateway")
 
 RETENTION_INTERVAL = 3600.0
+_EVENTS_BY_STATE = {state: metrics.EVENTS.labels(state.value) for state in CallState}
 
 
 class Gateway:
@@ -137,7 +138,8 @@ class Gateway:
             raise NotFound("unknown connection")
         return found
 
-    async def connections(self, tenant: str, plugin: str | None = None) -> list[Connection]:
+    async def connections(self, tenant: str | None = None, plugin: str | None = None) -> list[Connection]:
+        """Connections of a tenant, or with ``tenant=None`` of every tenant (for periodic tasks)."""
         return await self.store.list_connections(tenant, plugin)
 
     async def update_connection(self, connection_id: str, *, settings: dict[str, Any] | None = None,
@@ -253,15 +255,23 @@ class Gateway:
         """The webhook path after HTTP checks: verify and parse, then store durably."""
         source = self.sources[connection.plugin]
         events = await source.receive(self, connection, request)
-        received = int(request.received_at.timestamp() * 1000)
-        stamped = [ev.replace(source=connection.plugin, connection_id=connection.id,
-                              tenant=connection.tenant) for ev in events]
-        if not stamped:
+        if not events:
             metrics.IGNORED.labels(connection.plugin).inc()
             return 0
-        await self.store.ingest(connection, stamped, received)
+        return await self.ingest(connection, events, received_at=request.received_at)
+
+    async def ingest(self, connection: Connection, events: Sequence[CallEvent], *,
+                     received_at: datetime | None = None) -> int:
+        """Store events a source found outside a webhook (a recording that became available)
+        exactly as if they had arrived by webhook: deduplicated, durable, then delivered."""
+        if not events:
+            return 0
+        received = received_at or datetime.now(timezone.utc)
+        stamped = [ev.stamped(source=connection.plugin, connection_id=connection.id,
+                              tenant=connection.tenant) for ev in events]
+        await self.store.ingest(connection, stamped, int(received.timestamp() * 1000))
         for ev in stamped:
-            metrics.EVENTS.labels(ev.state.value).inc()
+            _EVENTS_BY_STATE[ev.state].inc()
         return len(stamped)
 
     async def originate(self, tenant: str, *, number: str, email: str | None = None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 from aiohttp import web
 
@@ -24,8 +25,14 @@ log = logging.getLogger("gateway.webhooks")
 _CONNECTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
+_counters: dict[tuple[str, int], Any] = {}
+
+
 def _reply(plugin: str, status: int, message: str, **extra: object) -> web.Response:
-    metrics.WEBHOOKS.labels(plugin, str(status)).inc()
+    counter = _counters.get((plugin, status))
+    if counter is None:
+        counter = _counters[(plugin, status)] = metrics.WEBHOOKS.labels(plugin, str(status))
+    counter.inc()
     body: dict[str, object] = {"status": "accepted", **extra} if status < 300 else {"error": message}
     return json_response(body, status=status)
 

@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import sqlite3
+
 import aiosqlite
 import orjson
 
@@ -25,6 +27,10 @@ from .crypto import MasterKeyring, TenantKeys, new_data_key
 from .records import DeadLetter, PendingDelivery
 from .schema import MIGRATIONS, SCHEMA_VERSION
 from .writer import GroupCommitWriter
+
+
+PRAGMAS = ("journal_mode=WAL", "synchronous=FULL", "secure_delete=ON", "foreign_keys=ON",
+           "busy_timeout=10000")
 
 
 def now_ms() -> int:
@@ -39,13 +45,19 @@ def _dumps(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
+def _pending(row: Any, event: CallEvent | None = None) -> PendingDelivery:
+    """A ``deliveries`` row joined with its event's dedup key (in the SELECT order used here)."""
+    return PendingDelivery(id=row[0], event_seq=row[1], tenant=row[2], sink=row[3], call_key=row[4],
+                           attempts=row[5], next_at=row[6], received_at=row[7], since=row[8],
+                           dedup_key=row[9], event=event)
+
+
 class SQLiteStore:
     """The store behind one interface; a PostgreSQL twin will implement the same methods."""
 
     def __init__(self, path: str, keyring: MasterKeyring) -> None:
         self.path = path
         self.keyring = keyring
-        self._w: aiosqlite.Connection | None = None
         self._r: aiosqlite.Connection | None = None
         self.writer: GroupCommitWriter | None = None
         self._keys: dict[str, TenantKeys] = {}
@@ -57,32 +69,32 @@ class SQLiteStore:
     async def open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._w = await self._connect()
-        try:
-            await self._migrate(self._w)
-        except BaseException:
-            await self._w.close()
-            self._w = None
-            raise
-        self._r = await self._connect()
-        self.writer = GroupCommitWriter(self._w, self._ingest_rows)
-        self.writer.start()
+        writer = GroupCommitWriter(self._open_writer, self._ingest_rows)
+        await writer.start()
+        self.writer = writer
+        self._r = await aiosqlite.connect(self.path, isolation_level=None)
+        for pragma in PRAGMAS:
+            await self._r.execute(f"PRAGMA {pragma}")
 
-    async def _connect(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", "secure_delete=ON",
-                       "foreign_keys=ON", "busy_timeout=10000"):
-            await conn.execute(f"PRAGMA {pragma}")
+    def _open_writer(self) -> sqlite3.Connection:
+        """In the writer thread: the one writing connection, migrated to the current schema."""
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            for pragma in PRAGMAS:
+                conn.execute(f"PRAGMA {pragma}")
+            self._migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     async def close(self) -> None:
         if self.writer is not None:
             await self.writer.stop()
             self.writer = None
-        for conn in (self._r, self._w):
-            if conn is not None:
-                await conn.close()
-        self._r = self._w = None
+        if self._r is not None:
+            await self._r.close()
+            self._r = None
 
     @property
     def w(self) -> GroupCommitWriter:
@@ -96,10 +108,10 @@ class SQLiteStore:
             raise StoreError("store is not open")
         return self._r
 
-    async def _migrate(self, conn: aiosqlite.Connection) -> None:
-        await conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        async with conn.execute("SELECT value FROM meta WHERE key='schema_version'") as cur:
-            row = await cur.fetchone()
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         version = int(row[0]) if row else 0
         if version > SCHEMA_VERSION:
             raise StoreError(
@@ -108,17 +120,17 @@ class SQLiteStore:
             )
         for number in range(version + 1, SCHEMA_VERSION + 1):
             script = MIGRATIONS[number - 1].replace("{serial}", "INTEGER PRIMARY KEY")
-            await conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")
             try:
                 for statement in script.split(";"):
                     if statement.strip():
-                        await conn.execute(statement)
-                await conn.execute(
+                        conn.execute(statement)
+                conn.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(number),))
-                await conn.execute("COMMIT")
+                conn.execute("COMMIT")
             except Exception:
-                await conn.execute("ROLLBACK")
+                conn.execute("ROLLBACK")
                 raise
 
     async def ping(self) -> bool:
@@ -139,8 +151,8 @@ class SQLiteStore:
         kid, wrapped = self.keyring.wrap(tenant, new_data_key())
         created = now_ms()
 
-        async def job(conn: aiosqlite.Connection) -> bool:
-            cur = await conn.execute(
+        def job(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
                 "INSERT INTO tenants (id, key_id, wrapped_key, created_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (id) DO NOTHING", (tenant, kid, wrapped, created))
             return cur.rowcount == 1
@@ -166,8 +178,8 @@ class SQLiteStore:
         return [Tenant(r[0], ms_to_dt(r[1]), r[2], r[3]) for r in rows]
 
     async def set_tenant_status(self, tenant: str, status: str, reason: str | None = None) -> None:
-        async def job(conn: aiosqlite.Connection) -> int:
-            cur = await conn.execute("UPDATE tenants SET status=?, status_reason=? WHERE id=?",
+        def job(conn: sqlite3.Connection) -> int:
+            cur = conn.execute("UPDATE tenants SET status=?, status_reason=? WHERE id=?",
                                      (status, reason, tenant))
             return cur.rowcount
         if not await self.w.submit(job):
@@ -193,9 +205,9 @@ class SQLiteStore:
             data_key = self.keyring.unwrap(tenant, kid, wrapped)
             new_kid, new_wrapped = self.keyring.wrap(tenant, data_key)
 
-            async def job(conn: aiosqlite.Connection, t: str = tenant, k: str = kid,
+            def job(conn: sqlite3.Connection, t: str = tenant, k: str = kid,
                           nk: str = new_kid, nw: bytes = new_wrapped) -> None:
-                await conn.execute("UPDATE tenants SET key_id=?, wrapped_key=? WHERE id=? AND key_id=?",
+                conn.execute("UPDATE tenants SET key_id=?, wrapped_key=? WHERE id=? AND key_id=?",
                                    (nk, nw, t, k))
             await self.w.submit(job)
             done += 1
@@ -208,15 +220,15 @@ class SQLiteStore:
         if await self.get_tenant(tenant) is None:
             raise NotFound("unknown tenant")
 
-        async def job(conn: aiosqlite.Connection) -> dict[str, int]:
+        def job(conn: sqlite3.Connection) -> dict[str, int]:
             counts: dict[str, int] = {}
-            await conn.execute(
+            conn.execute(
                 "DELETE FROM deliveries WHERE tenant=?", (tenant,))
             for table in ("events", "telephony_users", "records", "sinks", "connections"):
-                cur = await conn.execute(f"DELETE FROM {table} WHERE tenant=?", (tenant,))
+                cur = conn.execute(f"DELETE FROM {table} WHERE tenant=?", (tenant,))
                 counts[table] = cur.rowcount
-            await conn.execute("DELETE FROM leases WHERE name LIKE ?", (f"{tenant}\x1f%",))
-            await conn.execute("DELETE FROM tenants WHERE id=?", (tenant,))
+            conn.execute("DELETE FROM leases WHERE name LIKE ?", (f"{tenant}\x1f%",))
+            conn.execute("DELETE FROM tenants WHERE id=?", (tenant,))
             return counts
 
         counts = await self.w.submit(job)
@@ -229,9 +241,7 @@ class SQLiteStore:
 
     async def checkpoint(self) -> None:
         """Move the WAL into the main file and truncate it, so deleted plaintext leaves it."""
-        async def job(conn: aiosqlite.Connection) -> None:
-            return None
-        await self.w.submit(job)  # let queued writes land first
+        await self.w.submit(lambda conn: None)  # let queued writes land first
         await self.r.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # --- connections -----------------------------------------------------------------------
@@ -244,8 +254,8 @@ class SQLiteStore:
         sealed = self._seal_settings(keys, "connections", connection.id, connection.settings)
         created = now_ms()
 
-        async def job(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "INSERT INTO connections (id, tenant, plugin, settings, status, created_at) "
                 "VALUES (?, ?, ?, ?, 'active', ?)",
                 (connection.id, connection.tenant, connection.plugin, sealed, created))
@@ -278,6 +288,7 @@ class SQLiteStore:
         return Connection(row[0], row[1], row[2], settings, row[4], row[5], ms_to_dt(row[6]))
 
     async def list_connections(self, tenant: str | None = None, plugin: str | None = None) -> list[Connection]:
+        """Connections of one tenant, one plugin, both, or all."""
         sql = "SELECT id, tenant, plugin, settings, status, status_reason, created_at FROM connections WHERE 1=1"
         args: list[Any] = []
         if tenant is not None:
@@ -300,8 +311,8 @@ class SQLiteStore:
         new_reason = reason if status is not None else current.status_reason
         sealed = self._seal_settings(keys, "connections", connection_id, new_settings)
 
-        async def job(conn: aiosqlite.Connection) -> None:
-            await conn.execute("UPDATE connections SET settings=?, status=?, status_reason=? WHERE id=?",
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE connections SET settings=?, status=?, status_reason=? WHERE id=?",
                                (sealed, new_status, new_reason, connection_id))
         await self.w.submit(job)
         updated = Connection(current.id, current.tenant, current.plugin, new_settings,
@@ -310,9 +321,9 @@ class SQLiteStore:
         return updated
 
     async def delete_connection(self, connection_id: str) -> None:
-        async def job(conn: aiosqlite.Connection) -> None:
-            await conn.execute("DELETE FROM telephony_users WHERE connection=?", (connection_id,))
-            await conn.execute("DELETE FROM connections WHERE id=?", (connection_id,))
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM telephony_users WHERE connection=?", (connection_id,))
+            conn.execute("DELETE FROM connections WHERE id=?", (connection_id,))
         await self.w.submit(job)
         self._connections.pop(connection_id, None)
 
@@ -323,8 +334,8 @@ class SQLiteStore:
         sealed = self._seal_settings(keys, "sinks", plugin, settings)
         created = now_ms()
 
-        async def job(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "INSERT INTO sinks (tenant, plugin, settings, created_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (tenant, plugin) DO UPDATE SET settings = excluded.settings",
                 (tenant, plugin, sealed, created))
@@ -333,10 +344,10 @@ class SQLiteStore:
         return SinkBinding(tenant, plugin, dict(settings))
 
     async def unbind_sink(self, tenant: str, plugin: str) -> None:
-        async def job(conn: aiosqlite.Connection) -> int:
-            await conn.execute("DELETE FROM deliveries WHERE tenant=? AND sink=? AND state='pending'",
+        def job(conn: sqlite3.Connection) -> int:
+            conn.execute("DELETE FROM deliveries WHERE tenant=? AND sink=? AND state='pending'",
                                (tenant, plugin))
-            cur = await conn.execute("DELETE FROM sinks WHERE tenant=? AND plugin=?", (tenant, plugin))
+            cur = conn.execute("DELETE FROM sinks WHERE tenant=? AND plugin=?", (tenant, plugin))
             return cur.rowcount
         removed = await self.w.submit(job)
         self._bindings.pop(tenant, None)
@@ -371,29 +382,28 @@ class SQLiteStore:
         for ev in events:
             dedup = keys.blind_index("event", f"{connection.id}\x1f{ev.event_id}")
             call_key = keys.blind_index("call", f"{connection.id}\x1f{ev.call_id}")
-            payload = keys.encrypt("events", "payload", dedup, _dumps(ev.to_dict()))
+            payload = keys.encrypt("events", "payload", dedup, ev.to_json())
             rows.append(((connection.tenant, connection.id, dedup, call_key, payload, received_at), ev))
         await self.w.submit_ingest(rows)
 
-    async def _ingest_rows(self, conn: aiosqlite.Connection, rows: list[Any]) -> list[PendingDelivery]:
-        async with conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events") as cur:
-            before = (await cur.fetchone())[0]
-        await conn.executemany(
+    def _ingest_rows(self, conn: sqlite3.Connection, rows: list[Any]) -> list[PendingDelivery]:
+        """In the writer thread: insert events (duplicates ignored), queue their deliveries."""
+        before = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+        conn.executemany(
             "INSERT INTO events (tenant, connection, dedup_key, call_key, payload, received_at) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dedup_key) DO NOTHING",
             [r for r, _ in rows])
-        await conn.execute(
+        conn.execute(
             "INSERT INTO deliveries (event_seq, tenant, sink, call_key, state, attempts, next_at, "
             "received_at, since, updated_at) SELECT e.seq, e.tenant, s.plugin, e.call_key, 'pending', 0, "
             "e.received_at, e.received_at, e.received_at, e.received_at FROM events e JOIN sinks s ON s.tenant = e.tenant "
             "WHERE e.seq > ?", (before,))
-        async with conn.execute(
+        fresh = conn.execute(
             "SELECT d.id, d.event_seq, d.tenant, d.sink, d.call_key, d.attempts, d.next_at, "
             "d.received_at, d.since, e.dedup_key FROM deliveries d JOIN events e ON e.seq = d.event_seq "
-            "WHERE d.event_seq > ? ORDER BY d.id", (before,)) as cur:
-            fresh = await cur.fetchall()
+            "WHERE d.event_seq > ? ORDER BY d.id", (before,)).fetchall()
         by_dedup = {r[2]: ev for r, ev in rows}
-        return [PendingDelivery(*row, event=by_dedup.get(row[9])) for row in fresh]
+        return [_pending(row, by_dedup.get(row[9])) for row in fresh]
 
     async def load_event(self, tenant: str, seq: int) -> CallEvent | None:
         row = await self._one("SELECT dedup_key, payload FROM events WHERE seq=? AND tenant=?", (seq, tenant))
@@ -407,28 +417,28 @@ class SQLiteStore:
             "SELECT d.id, d.event_seq, d.tenant, d.sink, d.call_key, d.attempts, d.next_at, "
             "d.received_at, d.since, e.dedup_key FROM deliveries d JOIN events e ON e.seq = d.event_seq "
             "WHERE d.state = 'pending' ORDER BY d.id")
-        return [PendingDelivery(*row) for row in rows]
+        return [_pending(row) for row in rows]
 
     async def count_deliveries(self, state: str) -> int:
         row = await self._one("SELECT COUNT(*) FROM deliveries WHERE state=?", (state,))
         return int(row[0])
 
     async def finish_delivery(self, delivery_id: int) -> None:
-        async def job(conn: aiosqlite.Connection) -> None:
-            await conn.execute("UPDATE deliveries SET state='done', last_error=NULL, updated_at=? WHERE id=?",
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE deliveries SET state='done', last_error=NULL, updated_at=? WHERE id=?",
                                (now_ms(), delivery_id))
         await self.w.submit(job)
 
     async def retry_delivery(self, delivery_id: int, attempts: int, next_at: int, reason: str) -> None:
-        async def job(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "UPDATE deliveries SET attempts=?, next_at=?, last_error=?, updated_at=? WHERE id=?",
                 (attempts, next_at, reason, now_ms(), delivery_id))
         await self.w.submit(job)
 
     async def dead_letter(self, delivery_id: int, attempts: int, reason: str) -> None:
-        async def job(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "UPDATE deliveries SET state='dead', attempts=?, last_error=?, updated_at=? WHERE id=?",
                 (attempts, reason, now_ms(), delivery_id))
         await self.w.submit(job)
@@ -443,14 +453,14 @@ class SQLiteStore:
         return [DeadLetter(*r) for r in await self._all(sql + " ORDER BY id", args)]
 
     async def replay_dead_letter(self, delivery_id: int, tenant: str | None = None) -> PendingDelivery:
-        async def job(conn: aiosqlite.Connection) -> int:
+        def job(conn: sqlite3.Connection) -> int:
             sql = ("UPDATE deliveries SET state='pending', attempts=0, next_at=?, since=?, updated_at=? "
                    "WHERE id=? AND state='dead'")
             args: list[Any] = [now_ms(), now_ms(), now_ms(), delivery_id]
             if tenant is not None:
                 sql += " AND tenant=?"
                 args.append(tenant)
-            cur = await conn.execute(sql, args)
+            cur = conn.execute(sql, args)
             return cur.rowcount
         if not await self.w.submit(job):
             raise NotFound("no such dead letter")
@@ -458,7 +468,7 @@ class SQLiteStore:
             "SELECT d.id, d.event_seq, d.tenant, d.sink, d.call_key, d.attempts, d.next_at, "
             "d.received_at, d.since, e.dedup_key FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.id=?",
             (delivery_id,))
-        return PendingDelivery(*row)
+        return _pending(row)
 
     # --- telephony users -------------------------------------------------------------------
 
@@ -471,8 +481,8 @@ class SQLiteStore:
         email_key = keys.blind_index("email", user.email.strip().lower()) if user.email else None
         ext_key = keys.blind_index("extension", str(user.extension)) if user.extension else None
 
-        async def job(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "INSERT INTO telephony_users (connection, user_id_key, tenant, data, email_key, extension_key, "
                 "status, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (connection, user_id_key) "
                 "DO UPDATE SET data=excluded.data, email_key=excluded.email_key, "
@@ -516,12 +526,12 @@ class SQLiteStore:
     async def delete_users(self, connection: Connection, user_id: str | None = None) -> int:
         keys = await self.keys(connection.tenant)
 
-        async def job(conn: aiosqlite.Connection) -> int:
+        def job(conn: sqlite3.Connection) -> int:
             if user_id is None:
-                cur = await conn.execute("DELETE FROM telephony_users WHERE connection=?", (connection.id,))
+                cur = conn.execute("DELETE FROM telephony_users WHERE connection=?", (connection.id,))
             else:
                 uid = keys.blind_index("user", f"{connection.id}\x1f{user_id}")
-                cur = await conn.execute(
+                cur = conn.execute(
                     "DELETE FROM telephony_users WHERE connection=? AND user_id_key=?", (connection.id, uid))
             return cur.rowcount
         return await self.w.submit(job)
@@ -535,8 +545,8 @@ class SQLiteStore:
         blob = keys.encrypt("records", "data", f"{plugin}\x1f{kind}\x1f{rkey}", _dumps({"key": key, "data": data}))
         ikey = keys.blind_index(f"index\x1f{plugin}\x1f{kind}", index) if index is not None else None
 
-        async def job(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "INSERT INTO records (tenant, plugin, kind, record_key, data, index_key, call_record, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant, plugin, kind, record_key) DO UPDATE SET "
                 "data=excluded.data, index_key=excluded.index_key, call_record=excluded.call_record",
@@ -567,13 +577,13 @@ class SQLiteStore:
     async def delete_record(self, tenant: str, plugin: str, kind: str, key: str | None = None) -> int:
         keys = await self.keys(tenant)
 
-        async def job(conn: aiosqlite.Connection) -> int:
+        def job(conn: sqlite3.Connection) -> int:
             if key is None:
-                cur = await conn.execute("DELETE FROM records WHERE tenant=? AND plugin=? AND kind=?",
+                cur = conn.execute("DELETE FROM records WHERE tenant=? AND plugin=? AND kind=?",
                                          (tenant, plugin, kind))
             else:
                 rkey = keys.blind_index(f"record\x1f{plugin}\x1f{kind}", key)
-                cur = await conn.execute(
+                cur = conn.execute(
                     "DELETE FROM records WHERE tenant=? AND plugin=? AND kind=? AND record_key=?",
                     (tenant, plugin, kind, rkey))
             return cur.rowcount
@@ -584,8 +594,8 @@ class SQLiteStore:
     async def try_lease(self, name: str, holder: str, ttl: float) -> bool:
         expires = now_ms() + int(ttl * 1000)
 
-        async def job(conn: aiosqlite.Connection) -> int:
-            cur = await conn.execute(
+        def job(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
                 "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
                 "SET holder=excluded.holder, expires_at=excluded.expires_at "
                 "WHERE leases.expires_at < ? OR leases.holder = excluded.holder",
@@ -594,8 +604,8 @@ class SQLiteStore:
         return bool(await self.w.submit(job))
 
     async def release_lease(self, name: str, holder: str) -> None:
-        async def job(conn: aiosqlite.Connection) -> None:
-            await conn.execute("DELETE FROM leases WHERE name=? AND holder=?", (name, holder))
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM leases WHERE name=? AND holder=?", (name, holder))
         await self.w.submit(job)
 
     # --- retention -------------------------------------------------------------------------
@@ -605,15 +615,15 @@ class SQLiteStore:
         """Delete call records received before ``cutoff_ms``, in short transactions."""
         counts = {"events": 0, "deliveries": 0, "records": 0}
         while True:
-            async def job(conn: aiosqlite.Connection) -> tuple[int, int]:
-                async with conn.execute("SELECT seq FROM events WHERE received_at < ? ORDER BY received_at LIMIT ?",
-                                        (cutoff_ms, batch)) as cur:
-                    seqs = [r[0] for r in await cur.fetchall()]
+            def job(conn: sqlite3.Connection) -> tuple[int, int]:
+                seqs = [r[0] for r in conn.execute(
+                    "SELECT seq FROM events WHERE received_at < ? ORDER BY received_at LIMIT ?",
+                    (cutoff_ms, batch)).fetchall()]
                 if not seqs:
                     return 0, 0
                 marks = ",".join("?" * len(seqs))
-                d = await conn.execute(f"DELETE FROM deliveries WHERE event_seq IN ({marks})", seqs)
-                e = await conn.execute(f"DELETE FROM events WHERE seq IN ({marks})", seqs)
+                d = conn.execute(f"DELETE FROM deliveries WHERE event_seq IN ({marks})", seqs)
+                e = conn.execute(f"DELETE FROM events WHERE seq IN ({marks})", seqs)
                 return e.rowcount, d.rowcount
             ev, dl = await self.w.submit(job)
             counts["events"] += ev
@@ -624,8 +634,8 @@ class SQLiteStore:
                 break
             await asyncio.sleep(0)
         while True:
-            async def rjob(conn: aiosqlite.Connection) -> int:
-                cur = await conn.execute(
+            def rjob(conn: sqlite3.Connection) -> int:
+                cur = conn.execute(
                     "DELETE FROM records WHERE rowid IN (SELECT rowid FROM records WHERE call_record=1 "
                     "AND created_at < ? LIMIT ?)", (cutoff_ms, batch))
                 return cur.rowcount

@@ -1,58 +1,77 @@
-"""Group commit: many writers, one transaction, one fsync.
+"""Group commit: many writers, one transaction, one fsync, one thread hop.
 
 Webhook handlers must not answer before their events are durable, but one fsync per request
 caps throughput at the disk's sync rate. The writer takes whatever queued up while the
 previous commit ran and commits it together; every caller's future resolves after the commit.
-Ingest rows of all waiting requests are merged into one statement; other jobs run each in a
-savepoint so that one failing job cannot sink the rest of the batch.
+The whole batch runs in the writer's own thread in one call: a round trip to the event loop
+per statement would cost a loop iteration each under load. Ingest rows of all waiting
+requests go into one statement; other jobs run each in a savepoint so that one failing job
+cannot sink the rest of the batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-
-import aiosqlite
 
 log = logging.getLogger("gateway.store")
 
-Job = Callable[[aiosqlite.Connection], Awaitable[Any]]
-IngestFn = Callable[[aiosqlite.Connection, list[Any]], Awaitable[Any]]
+#: A write job: runs in the writer thread inside the batch's transaction.
+Job = Callable[[sqlite3.Connection], Any]
+IngestFn = Callable[[sqlite3.Connection, list[Any]], Any]
 AfterCommit = Callable[[Any], None]
 
 
 class GroupCommitWriter:
-    """Runs write jobs on one connection, batching them into shared transactions."""
+    """Owns the one writing connection and runs jobs on it in shared transactions."""
 
-    def __init__(self, conn: aiosqlite.Connection, ingest: IngestFn,
-                 after_ingest: AfterCommit | None = None, *, max_batch: int = 512) -> None:
-        self._conn = conn
+    def __init__(self, opener: Callable[[], sqlite3.Connection], ingest: IngestFn,
+                 after_ingest: AfterCommit | None = None, *, max_batch: int = 1024) -> None:
+        self._opener = opener
         self._ingest = ingest
         self.after_ingest = after_ingest
         self._queue: asyncio.Queue[tuple[str, Any, asyncio.Future[Any]]] = asyncio.Queue()
         self._max_batch = max_batch
         self._task: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
         self.batches = 0
         self.jobs = 0
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Open the connection in the writer thread (where it will be used) and start."""
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        loop = asyncio.get_running_loop()
+        try:
+            self._conn = await loop.run_in_executor(self._executor, self._opener)
+        except BaseException:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+            raise
         self._task = asyncio.create_task(self._run(), name="store-writer")
 
     async def stop(self) -> None:
-        if self._task is None:
-            return
-        await self._queue.join()
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
-        self._task = None
+        if self._task is not None:
+            await self._queue.join()
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        if self._executor is not None:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
+            self._executor.shutdown(wait=True)
+            self._executor = None
 
     async def submit(self, job: Job) -> Any:
-        """Run ``job`` inside the next transaction; return its result once committed."""
+        """Run ``job(conn)`` inside the next transaction; return its result once committed."""
         return await self._put("job", job)
 
     async def submit_ingest(self, rows: list[Any]) -> None:
@@ -68,51 +87,29 @@ class GroupCommitWriter:
         return await asyncio.shield(fut)
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             first = await self._queue.get()
             batch = [first]
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            rows = [row for kind, item, _ in batch if kind == "ingest" for row in item]
+            jobs = [item for kind, item, _ in batch if kind == "job"]
             try:
-                await self._commit(batch)
-            except Exception:  # pragma: no cover - _commit reports to futures itself
-                log.exception("store writer failed")
+                ingested, outcomes = await loop.run_in_executor(self._executor, self._commit, rows, jobs)
+            except Exception as exc:
+                log.error("store commit failed", extra={"error": type(exc).__name__})
+                for _kind, _item, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+            else:
+                self._settle(batch, ingested, outcomes)
             finally:
                 for _ in batch:
                     self._queue.task_done()
 
-    async def _commit(self, batch: list[tuple[str, Any, asyncio.Future[Any]]]) -> None:
-        rows = [row for kind, item, _ in batch if kind == "ingest" for row in item]
-        jobs = [(item, fut) for kind, item, fut in batch if kind == "job"]
-        outcomes: dict[int, tuple[Any, BaseException | None]] = {}
-        ingested: Any = None
-        conn = self._conn
-        try:
-            await conn.execute("BEGIN IMMEDIATE")
-            if rows:
-                ingested = await self._ingest(conn, rows)
-            for i, (job, fut) in enumerate(jobs):
-                await conn.execute(f"SAVEPOINT job{i}")
-                try:
-                    value = await job(conn)
-                except Exception as exc:
-                    await conn.execute(f"ROLLBACK TO job{i}")
-                    await conn.execute(f"RELEASE job{i}")
-                    outcomes[id(fut)] = (None, exc)
-                else:
-                    await conn.execute(f"RELEASE job{i}")
-                    outcomes[id(fut)] = (value, None)
-            await conn.execute("COMMIT")
-        except Exception as exc:
-            log.error("store commit failed: %s", type(exc).__name__)
-            try:
-                await conn.execute("ROLLBACK")
-            except Exception:
-                pass
-            for _kind, _item, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
-            return
+    def _settle(self, batch: list[tuple[str, Any, asyncio.Future[Any]]], ingested: Any,
+                outcomes: list[tuple[Any, BaseException | None]]) -> None:
         self.batches += 1
         self.jobs += len(batch)
         if ingested is not None and self.after_ingest is not None:
@@ -120,14 +117,40 @@ class GroupCommitWriter:
                 self.after_ingest(ingested)
             except Exception:
                 log.exception("after-ingest callback failed")
+        results = iter(outcomes)
         for kind, _item, fut in batch:
+            outcome = next(results) if kind == "job" else (None, None)
             if fut.done():
                 continue
-            if kind == "ingest":
-                fut.set_result(None)
-                continue
-            value, error = outcomes[id(fut)]
+            value, error = outcome
             if error is not None:
                 fut.set_exception(error)
             else:
                 fut.set_result(value)
+
+    def _commit(self, rows: list[Any], jobs: list[Job]) -> tuple[Any, list[tuple[Any, BaseException | None]]]:
+        """In the writer thread: one transaction for the whole batch."""
+        conn = self._conn
+        assert conn is not None
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        ingested: Any = None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if rows:
+                ingested = self._ingest(conn, rows)
+            for i, job in enumerate(jobs):
+                conn.execute(f"SAVEPOINT job{i}")
+                try:
+                    value = job(conn)
+                except Exception as exc:
+                    conn.execute(f"ROLLBACK TO job{i}")
+                    conn.execute(f"RELEASE job{i}")
+                    outcomes.append((None, exc))
+                else:
+                    conn.execute(f"RELEASE job{i}")
+                    outcomes.append((value, None))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return ingested, outcomes
