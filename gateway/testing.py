@@ -99,11 +99,17 @@ class Harness:
 
     @property
     def gw(self) -> Gateway:
-        return self.client.app[GATEWAY]
+        gateway: Gateway = self.client.app[GATEWAY]
+        return gateway
 
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+    def set_env(self, **values: str) -> None:
+        """Change settings of the running gateway (e.g. a plugin setting naming a connection id
+        that only exists after connecting). Plugins read their settings on use."""
+        self.gw.config.env = {**self.gw.config.env, **values}
 
     async def admin(self, method: str, path: str, json: Any = None, expect: int | None = None) -> Any:
         resp = await self.client.request(method, f"/admin/v1{path}", json=json, headers=self.headers)
@@ -120,8 +126,10 @@ class Harness:
 
     async def connect(self, tenant: str, plugin: str, settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Create a connection through the admin API; return its JSON (id, webhook_url, ...)."""
-        return await self.admin("POST", f"/tenants/{tenant}/connections",
-                                {"plugin": plugin, "settings": dict(settings or {})}, expect=201)
+        created: dict[str, Any] = await self.admin(
+            "POST", f"/tenants/{tenant}/connections",
+            {"plugin": plugin, "settings": dict(settings or {})}, expect=201)
+        return created
 
     async def post_hook(self, plugin: str, connection_id: str, body: bytes,
                         headers: Mapping[str, str]) -> Any:

@@ -16,12 +16,13 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 log = logging.getLogger("gateway.store")
 
 #: A write job: runs in the writer thread inside the batch's transaction.
 Job = Callable[[sqlite3.Connection], Any]
+T = TypeVar("T")
 IngestFn = Callable[[sqlite3.Connection, list[Any]], Any]
 AfterCommit = Callable[[Any], None]
 
@@ -70,9 +71,10 @@ class GroupCommitWriter:
             self._executor.shutdown(wait=True)
             self._executor = None
 
-    async def submit(self, job: Job) -> Any:
+    async def submit(self, job: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``job(conn)`` inside the next transaction; return its result once committed."""
-        return await self._put("job", job)
+        result: T = await self._put("job", job)
+        return result
 
     async def submit_ingest(self, rows: list[Any]) -> None:
         """Insert ``rows`` with the ingest function; return once they are durable."""
