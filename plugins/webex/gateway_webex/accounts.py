@@ -1,0 +1,297 @@
+"""Per-user Webex accounts: tokens, webhooks, login, logout, API calls on a user's behalf.
+
+Everything here is kept in the plugin's encrypted PluginStorage (per tenant):
+
+- ``token``   ``<connection>|<person>`` → the user's tokens (index: connection id);
+- ``webhook`` ``<webhook id>`` → connection, person, secret, resource/event, back-off
+  (index: ``<connection>|<person>``). After logout only ``{connection, secret, dropped}``
+  remains, as a call record the core purges after the retention period, so late deliveries
+  are still verified, then acknowledged and dropped;
+- ``call``, ``dial``, ``recording``: per-call state (call records, see :mod:`.source`).
+
+Logs carry connection ids and counts only: never person ids, names, tokens or secrets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import secrets
+import time
+from typing import Any
+from urllib.parse import quote
+
+from gateway import (
+    Connection,
+    Forbidden,
+    Gateway,
+    NotFound,
+    PluginStorage,
+    RetryableError,
+    TelephonyUser,
+    UpstreamError,
+)
+
+from .api import GrantRejected, TokenRejected, WebexApi
+from .oauth import TokenSet
+from .profile import user_from_profile
+from .settings import RECORDINGS_SCOPE, WebexSettings
+
+PLUGIN = "webex"
+CALLBACK_PATH = "/callback"
+#: Refresh on demand when the access token has less than this left (seconds).
+REFRESH_MARGIN = 300.0
+#: The periodic job refreshes tokens expiring within this window, and refresh tokens
+#: expiring within REFRESH_TOKEN_AHEAD (using a refresh token keeps it alive).
+REFRESH_AHEAD = 6 * 3600.0
+REFRESH_TOKEN_AHEAD = 14 * 86400.0
+CALL_WEBHOOKS = (("telephony_calls", "created"), ("telephony_calls", "updated"), ("telephony_calls", "deleted"))
+RECORDING_WEBHOOKS = (("convergedRecordings", "created"), ("convergedRecordings", "updated"))
+
+log = logging.getLogger("gateway_webex")
+
+
+class NeedsLogin(Exception):
+    """The user has no usable tokens: they must log in again (status ``needs_login``)."""
+
+
+def settings(gateway: Gateway) -> WebexSettings:
+    return WebexSettings.from_config(gateway.plugin_config(PLUGIN))
+
+
+def api(gateway: Gateway) -> WebexApi:
+    return WebexApi(gateway.http, settings(gateway))
+
+
+def storage(gateway: Gateway, tenant: str) -> PluginStorage:
+    return gateway.storage(PLUGIN, tenant)
+
+
+def user_key(connection: Connection, person: str) -> str:
+    return f"{connection.id}|{person}"
+
+
+def _lease_name(connection: Connection, person: str) -> str:
+    # lease names are stored as they are: keep the person id out of them
+    return "token:" + hashlib.sha256(user_key(connection, person).encode()).hexdigest()[:24]
+
+
+async def all_connections(gateway: Gateway) -> list[Connection]:
+    """Every Webex connection of every tenant (for the periodic jobs).
+
+    ``Gateway.connections`` is typed for one tenant; its store accepts ``None`` for all.
+    """
+    return await gateway.connections(None, PLUGIN)  # type: ignore[arg-type]
+
+
+async def logged_in(gateway: Gateway, connection: Connection) -> list[str]:
+    """Person ids of the connection's users that hold tokens."""
+    found = await storage(gateway, connection.tenant).find("token", connection.id)
+    return [key.split("|", 1)[1] for key, _ in found]
+
+
+# --- tokens ---------------------------------------------------------------------------------
+
+
+async def load_tokens(gateway: Gateway, connection: Connection, person: str) -> TokenSet | None:
+    data = await storage(gateway, connection.tenant).get("token", user_key(connection, person))
+    return TokenSet.from_record(data) if isinstance(data, dict) else None
+
+
+async def save_tokens(gateway: Gateway, connection: Connection, person: str, tokens: TokenSet) -> None:
+    await storage(gateway, connection.tenant).put("token", user_key(connection, person), tokens.to_record(),
+                                                  index=connection.id)
+
+
+async def mark_needs_login(gateway: Gateway, connection: Connection, person: str) -> None:
+    """Show the admin that this user must log in again (their webhooks keep firing)."""
+    user = await gateway.get_user(connection, person)
+    if user is not None and user.status == "active":
+        await gateway.put_user(connection, dataclasses.replace(user, status="needs_login"))
+    log.warning("webex user needs to log in again", extra={"connection": connection.id})
+
+
+async def refresh(gateway: Gateway, connection: Connection, person: str, *, window: float = REFRESH_MARGIN,
+                  stale: str | None = None) -> TokenSet:
+    """Refresh the user's tokens, single-flight across processes.
+
+    Refreshes when the stored access token expires within ``window`` seconds (or its refresh
+    token within :data:`REFRESH_TOKEN_AHEAD` when ``window`` is the periodic one), or, with
+    ``stale``, when the stored access token is still the one Webex just refused. A refused
+    refresh marks the user ``needs_login`` and raises :class:`NeedsLogin`.
+    """
+    async with storage(gateway, connection.tenant).lease(_lease_name(connection, person)):
+        tokens = await load_tokens(gateway, connection, person)
+        if tokens is None:
+            raise NeedsLogin()
+        now = time.time()
+        if stale is not None:
+            if tokens.access_token != stale:
+                return tokens  # someone else refreshed meanwhile
+        elif not tokens.expires_within(window, now) and not (
+                window >= REFRESH_AHEAD and tokens.refresh_expires_at is not None
+                and tokens.refresh_expires_at - now <= REFRESH_TOKEN_AHEAD):
+            return tokens
+        if not tokens.refresh_token:
+            await mark_needs_login(gateway, connection, person)
+            raise NeedsLogin()
+        try:
+            data = await api(gateway).token({"grant_type": "refresh_token", "refresh_token": tokens.refresh_token})
+            fresh = TokenSet.from_response(data, time.time(), previous=tokens)
+        except GrantRejected:
+            gateway.count("token_refresh", plugin=PLUGIN, outcome="failed")
+            await mark_needs_login(gateway, connection, person)
+            raise NeedsLogin() from None
+        except (RetryableError, UpstreamError, ValueError):
+            gateway.count("token_refresh", plugin=PLUGIN, outcome="failed")
+            raise
+        await save_tokens(gateway, connection, person, fresh)
+        gateway.count("token_refresh", plugin=PLUGIN, outcome="ok")
+        return fresh
+
+
+async def access_token(gateway: Gateway, connection: Connection, person: str) -> str:
+    """A usable access token for the user, refreshed first when it is about to expire."""
+    tokens = await load_tokens(gateway, connection, person)
+    if tokens is None:
+        raise NeedsLogin()
+    if tokens.expires_within(REFRESH_MARGIN, time.time()):
+        tokens = await refresh(gateway, connection, person)
+    return tokens.access_token
+
+
+async def call_as(gateway: Gateway, connection: Connection, person: str, method: str, path: str,
+                  **kwargs: Any) -> Any:
+    """A Webex API call with the user's token; a 401 refreshes once, then needs a login."""
+    token = await access_token(gateway, connection, person)
+    client = api(gateway)
+    try:
+        return await client.call(method, path, token, **kwargs)
+    except TokenRejected:
+        tokens = await refresh(gateway, connection, person, stale=token)
+    try:
+        return await client.call(method, path, tokens.access_token, **kwargs)
+    except TokenRejected:
+        await mark_needs_login(gateway, connection, person)
+        raise NeedsLogin() from None
+
+
+# --- webhooks -------------------------------------------------------------------------------
+
+
+async def create_webhooks(gateway: Gateway, connection: Connection, person: str, scopes: tuple[str, ...]) -> int:
+    """One webhook per call event (and recording events where the scopes allow), each with a
+    fresh random secret, all targeting the connection's webhook URL."""
+    st = storage(gateway, connection.tenant)
+    specs = list(CALL_WEBHOOKS)
+    if RECORDINGS_SCOPE in scopes:
+        specs += RECORDING_WEBHOOKS
+    for resource, event in specs:
+        secret = secrets.token_urlsafe(32)
+        name = f"callgate {resource} {event}"
+        created = await call_as(gateway, connection, person, "POST", "/webhooks", json={
+            "name": name, "targetUrl": gateway.webhook_url(connection), "resource": resource,
+            "event": event, "secret": secret})
+        hook_id = created.get("id") if isinstance(created, dict) else None
+        if not isinstance(hook_id, str) or not hook_id:
+            raise UpstreamError("Webex did not return a webhook id")
+        await st.put("webhook", hook_id, {"connection": connection.id, "person": person, "secret": secret,
+                                          "resource": resource, "event": event, "name": name,
+                                          "attempts": 0, "next_try": 0},
+                     index=user_key(connection, person))
+    return len(specs)
+
+
+async def drop_webhooks(gateway: Gateway, connection: Connection, person: str, *, at_webex: bool) -> int:
+    """Delete the user's webhooks at Webex (best effort) and keep only what verifies late
+    deliveries (secret, dropped) as call records the core purges after the retention period."""
+    st = storage(gateway, connection.tenant)
+    dropped = 0
+    for hook_id, rec in await st.find("webhook", user_key(connection, person)):
+        if at_webex:
+            try:
+                await call_as(gateway, connection, person, "DELETE", f"/webhooks/{quote(hook_id, safe='')}")
+            except NotFound:
+                pass
+            except (NeedsLogin, RetryableError, UpstreamError) as exc:
+                log.warning("could not delete a webhook at Webex",
+                            extra={"connection": connection.id, "error": type(exc).__name__})
+        # delete first: an upsert keeps the record's creation time, and the retention clock
+        # for the dropped record must start now
+        await st.delete("webhook", hook_id)
+        await st.put("webhook", hook_id, {"connection": connection.id, "secret": rec.get("secret", ""),
+                                          "dropped": True}, call_record=True)
+        dropped += 1
+    return dropped
+
+
+# --- login and logout -----------------------------------------------------------------------
+
+
+async def exchange_code(gateway: Gateway, code: str) -> TokenSet:
+    """Trade the authorization code for tokens (redirect URI = our callback)."""
+    data = await api(gateway).token({"grant_type": "authorization_code", "code": code,
+                                     "redirect_uri": gateway.app_url(PLUGIN, CALLBACK_PATH)})
+    try:
+        return TokenSet.from_response(data, time.time())
+    except ValueError:
+        raise UpstreamError("Webex sent no usable token") from None
+
+
+async def _profile(gateway: Gateway, tokens: TokenSet) -> dict[str, Any]:
+    try:
+        me = await api(gateway).call("GET", "/people/me", tokens.access_token, params={"callingData": "true"})
+    except TokenRejected:
+        raise UpstreamError("Webex refused the new token") from None
+    if not isinstance(me, dict) or not isinstance(me.get("id"), str):
+        raise UpstreamError("Webex sent no usable profile")
+    return me
+
+
+async def _check_org(gateway: Gateway, connection: Connection, me: dict[str, Any]) -> Connection:
+    """A connection serves one Webex organisation: pinned by its settings or the first login."""
+    org = me.get("orgId") if isinstance(me.get("orgId"), str) else None
+    pinned = connection.settings.get("org_id")
+    if pinned:
+        if org != pinned:
+            raise Forbidden("this Webex account belongs to another organisation")
+        return connection
+    if org:
+        return await gateway.update_connection(connection.id, settings={**connection.settings, "org_id": org})
+    return connection
+
+
+async def login(gateway: Gateway, connection: Connection, code: str) -> TelephonyUser:
+    """Complete a login: tokens, profile into the directory, fresh webhooks."""
+    tokens = await exchange_code(gateway, code)
+    me = await _profile(gateway, tokens)
+    connection = await _check_org(gateway, connection, me)
+    user = user_from_profile(me, connection.settings.get("region") or "DE")
+    await save_tokens(gateway, connection, user.user_id, tokens)
+    await drop_webhooks(gateway, connection, user.user_id, at_webex=True)  # a repeated login
+    await gateway.put_user(connection, user)
+    await create_webhooks(gateway, connection, user.user_id, tokens.scopes or settings(gateway).scopes)
+    gateway.count("user_login", plugin=PLUGIN)
+    log.info("webex user logged in", extra={"connection": connection.id})
+    return user
+
+
+async def logout(gateway: Gateway, connection: Connection, person: str) -> None:
+    """Delete the user's webhooks at Webex, forget the tokens, delete name and e-mail now."""
+    await drop_webhooks(gateway, connection, person, at_webex=True)
+    await storage(gateway, connection.tenant).delete("token", user_key(connection, person))
+    await gateway.logout_user(connection, person)
+    gateway.count("user_logout", plugin=PLUGIN)
+    log.info("webex user logged out", extra={"connection": connection.id})
+
+
+async def logout_with_code(gateway: Gateway, connection: Connection, code: str) -> None:
+    """Logout proven by a fresh Webex login of the same person (the browser has no session)."""
+    tokens = await exchange_code(gateway, code)
+    me = await _profile(gateway, tokens)
+    person = me["id"]
+    if await gateway.get_user(connection, person) is None:
+        raise NotFound("this Webex account is not logged in here")
+    await save_tokens(gateway, connection, person, tokens)  # lets logout delete the webhooks
+    await logout(gateway, connection, person)

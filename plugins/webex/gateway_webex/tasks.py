@@ -1,0 +1,94 @@
+"""Periodic jobs: refresh tokens ahead of expiry, keep the users' webhooks active."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from gateway import Gateway, NotFound, RetryableError, UpstreamError
+
+from . import accounts
+from .accounts import PLUGIN, REFRESH_AHEAD, NeedsLogin
+
+log = logging.getLogger("gateway_webex")
+
+REFRESH_INTERVAL = 1800.0
+HEALTH_INTERVAL = 600.0
+#: Back-off between re-activations of a webhook that keeps being disabled (seconds).
+BACKOFF_BASE = 300.0
+BACKOFF_CAP = 6 * 3600.0
+
+
+async def refresh_tokens(gateway: Gateway) -> int:
+    """Refresh every token that expires within :data:`REFRESH_AHEAD`; return how many were due."""
+    done = 0
+    for conn in await accounts.all_connections(gateway):
+        for person in await accounts.logged_in(gateway, conn):
+            try:
+                await accounts.refresh(gateway, conn, person, window=REFRESH_AHEAD)
+                done += 1
+            except NeedsLogin:
+                continue  # already marked needs_login
+            except (RetryableError, UpstreamError, TimeoutError) as exc:
+                log.warning("webex token refresh failed", extra={"connection": conn.id,
+                                                                "error": type(exc).__name__})
+    return done
+
+
+async def check_webhooks(gateway: Gateway) -> int:
+    """List each user's webhooks; re-activate ours that Webex disabled, with back-off."""
+    reactivated = 0
+    for conn in await accounts.all_connections(gateway):
+        st = accounts.storage(gateway, conn.tenant)
+        for person in await accounts.logged_in(gateway, conn):
+            try:
+                listing = await accounts.call_as(gateway, conn, person, "GET", "/webhooks", params={"max": "100"})
+            except (NeedsLogin, RetryableError, UpstreamError, NotFound, TimeoutError) as exc:
+                log.warning("could not list webex webhooks", extra={"connection": conn.id,
+                                                                   "error": type(exc).__name__})
+                continue
+            ours = dict(await st.find("webhook", accounts.user_key(conn, person)))
+            items = listing.get("items") if isinstance(listing, dict) else None
+            for item in items if isinstance(items, list) else []:
+                if not isinstance(item, dict) or item.get("id") not in ours:
+                    continue
+                hook_id, rec = item["id"], ours[item["id"]]
+                reactivated += await _check_one(gateway, conn, person, hook_id, rec, item)
+    return reactivated
+
+
+async def _check_one(gateway: Gateway, conn: Any, person: str, hook_id: str, rec: dict[str, Any],
+                     item: dict[str, Any]) -> int:
+    st = accounts.storage(gateway, conn.tenant)
+    now = time.time()
+    if item.get("status") != "inactive":
+        if rec.get("attempts"):
+            await st.put("webhook", hook_id, {**rec, "attempts": 0, "next_try": 0},
+                         index=accounts.user_key(conn, person))
+        return 0
+    if now < float(rec.get("next_try") or 0):
+        return 0
+    attempts = int(rec.get("attempts") or 0)
+    ok = 0
+    try:
+        await accounts.call_as(gateway, conn, person, "PUT", f"/webhooks/{quote(hook_id, safe='')}", json={
+            "name": rec.get("name") or item.get("name") or "callgate", "targetUrl": gateway.webhook_url(conn),
+            "status": "active"})
+        gateway.count("webhook_reactivated", plugin=PLUGIN)
+        log.info("re-activated a disabled webex webhook", extra={"connection": conn.id, "attempt": attempts + 1})
+        ok = 1
+    except (NeedsLogin, RetryableError, UpstreamError, NotFound) as exc:
+        log.warning("could not re-activate a webex webhook", extra={"connection": conn.id,
+                                                                    "error": type(exc).__name__})
+    await st.put("webhook", hook_id, {**rec, "attempts": attempts + 1,
+                                      "next_try": now + min(BACKOFF_BASE * 2 ** attempts, BACKOFF_CAP)},
+                 index=accounts.user_key(conn, person))
+    return ok
+
+
+def register_all(register: Callable[..., None]) -> None:
+    register(name="webex-token-refresh", interval=REFRESH_INTERVAL, func=refresh_tokens)
+    register(name="webex-webhook-health", interval=HEALTH_INTERVAL, func=check_webhooks)

@@ -1,0 +1,169 @@
+"""End to end through the real gateway: login, signed deliveries, canonical events at the sink."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+from yarl import URL
+
+from gateway import ANONYMOUS, CallState, Direction, Outcome
+from gateway_webex import accounts, oauth
+from webex_fixtures import (
+    ACCESS_TOKEN,
+    CALLER,
+    CLICK_TO_DIAL,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    INBOUND_ANSWERED,
+    INBOUND_MISSED,
+    LEG,
+    OUTBOUND,
+    PERSON,
+    PRIVATE_CALLER,
+    QUEUE_ABANDONED,
+    RECORDING,
+    RECORDING_ID,
+    SESSION,
+    Webex,
+    call_data,
+    fake_webex,  # noqa: F401  (fixture)
+    webex,  # noqa: F401  (fixture)
+)
+
+
+async def test_login_stores_user_and_creates_signed_webhooks(webex: Webex) -> None:
+    users = await webex.users()
+    assert users == [{"user_id": PERSON, "name": "Agent Smith", "email": "agent@example.com",
+                      "extension": "7209", "status": "active"}]
+    created = webex.fake.requests("POST", "/webhooks")
+    bodies = [c.json for c in created]
+    assert sorted((b["resource"], b["event"]) for b in bodies) == [
+        ("convergedRecordings", "created"), ("convergedRecordings", "updated"),
+        ("telephony_calls", "created"), ("telephony_calls", "deleted"), ("telephony_calls", "updated")]
+    assert len({b["secret"] for b in bodies}) == 5 and all(len(b["secret"]) >= 32 for b in bodies)
+    assert {b["targetUrl"] for b in bodies} == {webex.h.gw.webhook_url(
+        await webex.h.gw.connection(webex.connection_id))}
+    assert all(c.headers["Authorization"] == f"Bearer {ACCESS_TOKEN}" for c in created)
+    token_call = webex.fake.requests("POST", "/access_token")[0]
+    assert token_call.form is not None and token_call.form["grant_type"] == "authorization_code"
+    assert token_call.form["redirect_uri"].endswith("/apps/webex/callback")
+    assert webex.fake.requests("GET", "/people/me")[0].query == {"callingData": "true"}
+    # tokens, secrets, names and e-mails are stored encrypted, never in plaintext
+    raw = b"".join(p.read_bytes() for p in Path(webex.h.gw.config.database).parent.glob("gateway.db*"))
+    assert raw, "database files not found"
+    for value in (ACCESS_TOKEN, "refresh-token-BBBB", bodies[0]["secret"], "agent@example.com", "Agent Smith"):
+        assert value.encode() not in raw
+
+
+async def test_login_redirect_carries_scopes_and_signed_state(webex: Webex) -> None:
+    resp = await webex.h.client.get(f"/apps/webex/login?connection={webex.connection_id}", allow_redirects=False)
+    location = URL(resp.headers["Location"])
+    assert str(location).startswith(f"{webex.api}/authorize?")
+    assert location.query["client_id"] == CLIENT_ID and location.query["response_type"] == "code"
+    assert set(location.query["scope"].split()) >= {"spark:calls_read", "spark:calls_write", "spark:people_read"}
+    state = oauth.check_state(CLIENT_SECRET, location.query["state"])
+    assert state == oauth.State(webex.connection_id, "login")
+    assert location.query["redirect_uri"] == webex.h.gw.app_url("webex", "/callback")
+
+
+async def test_inbound_answered_reaches_sink(webex: Webex) -> None:
+    assert await webex.sequence(INBOUND_ANSWERED) == [200] * 4
+    events = await webex.h.recorder.wait_for(3)
+    assert [e.state for e in events] == [CallState.RINGING, CallState.ANSWERED, CallState.ENDED]
+    assert {e.call_id for e in events} == {f"{SESSION}:{LEG}"}
+    assert all(e.direction is Direction.INBOUND and e.remote_number == CALLER and e.local_user == PERSON
+               and e.tenant == "acme" and e.source == "webex" for e in events)
+    assert events[-1].outcome is Outcome.ANSWERED and events[-1].duration == 93
+
+
+async def test_inbound_missed_reaches_sink(webex: Webex) -> None:
+    await webex.sequence(INBOUND_MISSED)
+    events = await webex.h.recorder.wait_for(2)
+    assert [(e.state, e.outcome) for e in events] == [(CallState.RINGING, None), (CallState.ENDED, Outcome.MISSED)]
+
+
+async def test_abandoned_queue_call(webex: Webex) -> None:
+    await webex.sequence(QUEUE_ABANDONED)
+    events = await webex.h.recorder.wait_for(2)
+    assert events[-1].outcome is Outcome.MISSED
+    assert events[-1].extra["completed_elsewhere"] is True and events[-1].extra["redirections"] == ["callQueue"]
+
+
+async def test_outbound_call(webex: Webex) -> None:
+    await webex.sequence(OUTBOUND)
+    events = await webex.h.recorder.wait_for(3)
+    assert all(e.direction is Direction.OUTBOUND for e in events)
+    assert events[-1].outcome is Outcome.ANSWERED
+
+
+async def test_click_to_call_then_its_events_carry_the_crm_call_id(webex: Webex) -> None:
+    result = await webex.h.gw.originate("acme", number="+4922112345678", email="agent@example.com",
+                                        crm_call_id="CRM-42")
+    assert result.call_id == f"{SESSION}:{LEG}"
+    dial = webex.fake.requests("POST", "/telephony/calls/dial")[0]
+    assert dial.json == {"destination": "+4922112345678"}
+    assert dial.headers["Authorization"] == f"Bearer {ACCESS_TOKEN}"
+    await webex.sequence(CLICK_TO_DIAL)
+    events = await webex.h.recorder.wait_for(3)
+    assert [e.state for e in events] == [CallState.RINGING, CallState.ANSWERED, CallState.ENDED]
+    assert all(e.direction is Direction.OUTBOUND and e.crm_call_id == "CRM-42" for e in events)
+    assert events[0].call_id == result.call_id
+
+
+async def test_privacy_enabled_caller(webex: Webex) -> None:
+    await webex.sequence(PRIVATE_CALLER)
+    events = await webex.h.recorder.wait_for(3)
+    assert {e.remote_number for e in events} == {ANONYMOUS}
+
+
+async def test_repeated_and_out_of_order_deliveries(webex: Webex) -> None:
+    steps = [INBOUND_ANSWERED[0], INBOUND_ANSWERED[0], INBOUND_ANSWERED[3], INBOUND_ANSWERED[2],
+             INBOUND_ANSWERED[1], INBOUND_ANSWERED[3]]
+    assert await webex.sequence(steps) == [200] * 6
+    events = await webex.h.recorder.wait_for(2)
+    assert [e.state for e in events] == [CallState.RINGING, CallState.ENDED]
+    assert events[-1].outcome is Outcome.ANSWERED
+    # and a brand-new call still works afterwards
+    other = [(ev, {**data, "callId": "OTHER-LEG"}) for ev, data in INBOUND_MISSED]
+    await webex.sequence(other)
+    events = await webex.h.recorder.wait_for(4)
+    assert [e.state for e in events[2:]] == [CallState.RINGING, CallState.ENDED]
+
+
+async def test_recording_joins_call_and_link_is_fetched_at_delivery(webex: Webex) -> None:
+    await webex.sequence(INBOUND_ANSWERED)
+    await webex.h.recorder.wait_for(3)
+    data = {"id": RECORDING_ID, "serviceType": "calling", "status": "available", "ownerType": "user"}
+    resp = await webex.deliver("created", data, resource="convergedRecordings")
+    assert resp.status == 200
+    events = await webex.h.recorder.wait_for(4)
+    rec = events[3]
+    assert rec.state is CallState.RECORDING and rec.call_id == f"{SESSION}:{LEG}"
+    assert webex.fake.requests("GET", f"/convergedRecordings/{RECORDING_ID}/metadata")
+    assert rec.recording is not None and (rec.recording.source, rec.recording.ref) == ("webex", RECORDING_ID)
+    link = await webex.h.gw.recording_link(rec)
+    assert link == RECORDING["temporaryDirectDownloadLinks"]["audioDownloadLink"]  # type: ignore[index]
+    fetched = webex.fake.requests("GET", f"/convergedRecordings/{RECORDING_ID}")
+    assert fetched and fetched[0].headers["Authorization"] == f"Bearer {ACCESS_TOKEN}"
+    # the link is nowhere in the plugin's records or the stored event
+    st = accounts.storage(webex.h.gw, "acme")
+    for kind in ("call", "recording", "webhook", "token"):
+        assert "audio.mp3" not in orjson.dumps(await st.all(kind)).decode()
+    assert "audio.mp3" not in orjson.dumps(rec.to_dict()).decode()
+
+
+async def test_recording_without_known_call_is_dropped(webex: Webex) -> None:
+    data = {"id": RECORDING_ID, "serviceData": {"callSessionId": "00000000-0000-0000-0000-000000000000"}}
+    resp = await webex.deliver("created", data, resource="convergedRecordings")
+    assert resp.status == 200 and (await resp.json())["events"] == 0
+
+
+async def test_unrelated_updates_are_acknowledged_without_events(webex: Webex) -> None:
+    await webex.sequence(INBOUND_ANSWERED[:1])
+    resp = await webex.deliver("updated", call_data("held", "held"))
+    assert resp.status == 200
+    resp = await webex.deliver("updated", call_data("resumed", "connected"))
+    events = await webex.h.recorder.wait_for(2)
+    assert [e.state for e in events] == [CallState.RINGING, CallState.ANSWERED]
+    assert (await resp.json())["events"] == 0  # answered already emitted by the "held" update

@@ -1,0 +1,248 @@
+"""Sans-I/O tests: signature, envelope, call state machine, recordings, ids, OAuth state."""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime, timezone
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway import ANONYMOUS, CallState, Direction, Outcome
+from gateway_webex import oauth, signature
+from gateway_webex.ids import session_key, webex_id_to_uuid
+from gateway_webex.parse import (
+    MalformedNotification,
+    advance,
+    call_snapshot,
+    parse_envelope,
+    recording_event,
+    recording_notice,
+)
+from gateway_webex.profile import user_from_profile
+from webex_fixtures import (
+    ANSWERED_AT,
+    CALLER,
+    CLICK_TO_DIAL,
+    INBOUND_ANSWERED,
+    INBOUND_MISSED,
+    LEG,
+    OUTBOUND,
+    PERSON,
+    PRIVATE_CALLER,
+    PROFILE,
+    QUEUE_ABANDONED,
+    SESSION,
+    SESSION_UUID,
+    envelope,
+)
+
+NOW = datetime(2025, 8, 5, 18, 0, tzinfo=timezone.utc)
+
+
+# --- signature ------------------------------------------------------------------------------
+
+def test_documented_signature_vector() -> None:
+    body = b'{"id":"wh1","resource":"telephony_calls","event":"created","data":{"callId":"c1"}}'
+    assert signature.sign("somesupersecretphrase", body) == "818bb34d7ec60bc33668135f648af29017b183e4"
+    assert signature.verify("somesupersecretphrase", body,
+                            {"X-Spark-Signature": "818bb34d7ec60bc33668135f648af29017b183e4"})
+    assert signature.verify("somesupersecretphrase", body,
+                            {"X-Spark-Signature": "818BB34D7EC60BC33668135F648AF29017B183E4"})
+
+
+@pytest.mark.parametrize("header", [None, "", "818bb34d", "not-hex-at-all", "ä" * 40,
+                                    "818bb34d7ec60bc33668135f648af29017b183e5"])
+def test_signature_refuses_missing_or_wrong(header: str | None) -> None:
+    body = b'{"id":"wh1","resource":"telephony_calls","event":"created","data":{"callId":"c1"}}'
+    headers = {} if header is None else {"X-Spark-Signature": header}
+    assert not signature.verify("somesupersecretphrase", body, headers)
+
+
+def test_signature_covers_exact_bytes() -> None:
+    body = b'{"id":"wh1","resource":"telephony_calls","event":"created","data":{"callId":"c1"}}'
+    digest = signature.sign("somesupersecretphrase", body)
+    assert not signature.verify("somesupersecretphrase", body + b"\n", {"X-Spark-Signature": digest})
+    assert not signature.verify("another-secret", body, {"X-Spark-Signature": digest})
+
+
+# --- envelope ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("body", [b"", b"not json", b"[]", b'"x"', b'{"data": {}}', b'{"id": 5}',
+                                  b'{"id": "wh", "data": []}'])
+def test_envelope_refuses_malformed(body: bytes) -> None:
+    with pytest.raises(MalformedNotification):
+        parse_envelope(body)
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=400))
+def test_envelope_never_raises_anything_else(body: bytes) -> None:
+    try:
+        parse_envelope(body)
+    except MalformedNotification:
+        pass
+
+
+def test_snapshot_requires_call_ids() -> None:
+    env = parse_envelope(orjson.dumps(envelope("wh", "telephony_calls", "created", {"eventType": "received"})))
+    with pytest.raises(MalformedNotification):
+        call_snapshot(env)
+
+
+# --- call state machine -----------------------------------------------------------------------
+
+def run(steps: list[tuple[str, dict]], state: dict | None = None) -> tuple[dict | None, list]:
+    events = []
+    for event, data in steps:
+        env = parse_envelope(orjson.dumps(envelope("wh", "telephony_calls", event, copy.deepcopy(data))))
+        state, new = advance(state, call_snapshot(env), local_user=PERSON, received_at=NOW)
+        events.extend(new)
+    return state, events
+
+
+def test_inbound_answered() -> None:
+    state, events = run(INBOUND_ANSWERED)
+    assert [e.state for e in events] == [CallState.RINGING, CallState.ANSWERED, CallState.ENDED]
+    ringing, answered, ended = events
+    assert all(e.direction is Direction.INBOUND and e.remote_number == CALLER for e in events)
+    assert all(e.call_id == f"{SESSION}:{LEG}" and e.local_user == PERSON for e in events)
+    assert ringing.occurred_at == datetime(2025, 8, 5, 17, 44, 52, 284000, tzinfo=timezone.utc)
+    assert answered.answered_at == datetime.fromisoformat(ANSWERED_AT)
+    assert ended.outcome is Outcome.ANSWERED and ended.duration == 93
+    assert ended.ended_at == datetime(2025, 8, 5, 17, 46, 31, 524000, tzinfo=timezone.utc)
+    assert len({e.event_id for e in events}) == 3
+    assert state is not None and state["session"] == SESSION_UUID
+
+
+def test_inbound_missed() -> None:
+    _, events = run(INBOUND_MISSED)
+    assert [e.state for e in events] == [CallState.RINGING, CallState.ENDED]
+    assert events[-1].outcome is Outcome.MISSED and events[-1].duration == 0
+    assert events[-1].answered_at is None
+
+
+def test_queue_call_abandoned_completed_elsewhere() -> None:
+    _, events = run(QUEUE_ABANDONED)
+    ended = events[-1]
+    assert [e.state for e in events] == [CallState.RINGING, CallState.ENDED]
+    assert ended.outcome is Outcome.MISSED
+    assert ended.extra["completed_elsewhere"] is True
+    assert ended.extra["redirections"] == ["callQueue"]
+    assert "Sales Queue" not in orjson.dumps(ended.to_dict()).decode()
+
+
+def test_outbound() -> None:
+    _, events = run(OUTBOUND)
+    assert [e.state for e in events] == [CallState.RINGING, CallState.ANSWERED, CallState.ENDED]
+    assert all(e.direction is Direction.OUTBOUND for e in events)
+    assert events[-1].outcome is Outcome.ANSWERED
+
+
+def test_outbound_not_answered_is_cancelled() -> None:
+    _, events = run([OUTBOUND[0], ("deleted", {**OUTBOUND[3][1], "answered": None})])
+    assert [e.state for e in events] == [CallState.RINGING, CallState.ENDED]
+    assert events[-1].outcome is Outcome.CANCELLED
+
+
+def test_click_to_dial_is_outbound_and_device_pickup_is_not_an_answer() -> None:
+    state, events = run(CLICK_TO_DIAL[:2])
+    assert [e.state for e in events] == [CallState.RINGING]
+    assert events[0].direction is Direction.OUTBOUND
+    _, more = run(CLICK_TO_DIAL[2:], state)
+    assert [e.state for e in more] == [CallState.ANSWERED, CallState.ENDED]
+    assert all(e.direction is Direction.OUTBOUND for e in more)
+
+
+def test_privacy_enabled_caller_is_anonymous() -> None:
+    _, events = run(PRIVATE_CALLER)
+    assert [e.remote_number for e in events] == [ANONYMOUS] * 3
+
+
+def test_update_after_delete_does_not_resurrect() -> None:
+    steps = [INBOUND_MISSED[0], INBOUND_MISSED[2], INBOUND_ANSWERED[2], INBOUND_MISSED[1]]
+    _, events = run(steps)
+    assert [e.state for e in events] == [CallState.RINGING, CallState.ENDED]
+    assert events[-1].outcome is Outcome.MISSED
+
+
+def test_answer_before_created_emits_ringing_and_answer_once() -> None:
+    _, events = run([INBOUND_ANSWERED[2], INBOUND_ANSWERED[0], INBOUND_ANSWERED[1], INBOUND_ANSWERED[3]])
+    assert [e.state for e in events] == [CallState.RINGING, CallState.ANSWERED, CallState.ENDED]
+
+
+def test_delete_first_emits_only_ended() -> None:
+    _, events = run([INBOUND_ANSWERED[3], INBOUND_ANSWERED[0]])
+    assert [e.state for e in events] == [CallState.ENDED]
+    assert events[0].outcome is Outcome.ANSWERED
+
+
+def test_event_ids_are_stable_across_redelivery() -> None:
+    _, first = run(INBOUND_ANSWERED)
+    _, second = run(INBOUND_ANSWERED)
+    assert [e.event_id for e in first] == [e.event_id for e in second]
+
+
+@settings(max_examples=200)
+@given(st.permutations(INBOUND_ANSWERED + INBOUND_ANSWERED[:2]))
+def test_any_order_gives_each_state_at_most_once(steps: list) -> None:
+    _, events = run(list(steps))
+    kinds = [e.state for e in events]
+    assert len(kinds) == len(set(kinds))
+    assert CallState.ENDED in kinds and kinds[-1] is CallState.ENDED
+    assert events[-1].outcome is Outcome.ANSWERED
+
+
+# --- recordings, ids, profile, OAuth state -------------------------------------------------------
+
+def test_recording_notice_and_event() -> None:
+    env = parse_envelope(orjson.dumps(envelope("wh", "convergedRecordings", "created", {
+        "id": "rec-1", "serviceData": {"callSessionId": SESSION_UUID}, "status": "available"})))
+    notice = recording_notice(env)
+    assert notice.session == SESSION_UUID and notice.recording_id == "rec-1"
+    state, _ = run(INBOUND_ANSWERED)
+    assert state is not None
+    event = recording_event(state, "rec-1", local_user=PERSON, received_at=NOW)
+    assert event.state is CallState.RECORDING and event.recording is not None
+    assert (event.recording.source, event.recording.ref) == ("webex", "rec-1")
+    assert event.call_id == f"{SESSION}:{LEG}"
+
+
+def test_ids() -> None:
+    assert session_key(SESSION) == SESSION_UUID
+    assert session_key(SESSION_UUID.upper()) == SESSION_UUID
+    assert session_key("not-base64!") == "not-base64!"
+    assert webex_id_to_uuid(PERSON) == "89f08e2b-1a5c-4b5e-9b4e-3c2f1d0a7e11"
+
+
+def test_profile_mapping() -> None:
+    user = user_from_profile(PROFILE)
+    assert user.user_id == PERSON and user.email == "agent@example.com" and user.extension == "7209"
+    assert user.numbers == ("+14085267209",) and user.name == "Agent Smith"
+
+
+def test_state_round_trip_and_tampering() -> None:
+    state = oauth.make_state("client-secret", "conn1", "login", 600, now=1000.0)
+    assert oauth.check_state("client-secret", state, now=1500.0) == oauth.State("conn1", "login")
+    with pytest.raises(oauth.BadState):
+        oauth.check_state("client-secret", state, now=1601.0)  # expired
+    with pytest.raises(oauth.BadState):
+        oauth.check_state("other-secret", state, now=1500.0)
+    payload, mac = state.split(".")
+    forged = oauth._b64(orjson.dumps({"c": "conn2", "p": "login", "n": "x", "e": 9999}))
+    with pytest.raises(oauth.BadState):
+        oauth.check_state("client-secret", f"{forged}.{mac}", now=1500.0)
+    for junk in ["", "abc", "a.b.c", "%%%.%%%", "." * 2000]:
+        with pytest.raises(oauth.BadState):
+            oauth.check_state("client-secret", junk, now=1500.0)
+
+
+def test_token_set_from_response_keeps_refresh_token() -> None:
+    first = oauth.TokenSet.from_response({"access_token": "a", "expires_in": 100, "refresh_token": "r",
+                                          "refresh_token_expires_in": 1000, "scope": "x y"}, now=10.0)
+    assert first.expires_at == 110.0 and first.refresh_expires_at == 1010.0 and first.scopes == ("x", "y")
+    second = oauth.TokenSet.from_response({"access_token": "b", "expires_in": 50}, now=20.0, previous=first)
+    assert second.refresh_token == "r" and second.scopes == ("x", "y") and second.expires_at == 70.0
+    assert oauth.TokenSet.from_record(second.to_record()) == second
