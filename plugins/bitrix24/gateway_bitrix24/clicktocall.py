@@ -1,0 +1,176 @@
+"""Click-to-call (``ONEXTERNALCALLSTART``) and callback forms (``ONEXTERNALCALLBACKSTART``).
+
+Bitrix24 registered a click-to-call already: we never register it again. We find the CRM
+user's telephony user (override map, else ``user.get`` by ID → e-mail / ``UF_PHONE_INNER``),
+leave a *pending* record keyed by telephony user + remote number holding the CRM ``CALL_ID``
+(call_record=True), and ask the core to originate. When the telephone system's first outbound
+event for that user and number arrives within :data:`sink.ADOPT_WINDOW`, the sink adopts the
+``CALL_ID`` instead of registering. If originating fails, the ``CALL_ID`` is finished (503) so
+the card closes. A duplicate event (same ``CALL_ID``) originates once.
+
+The work runs in a task of its own, not in the request handler: the handler waits for it
+only a few seconds (``GATEWAY_BITRIX24_ORIGINATE_WAIT``, default 5) and then acknowledges;
+a cancelled request (Bitrix24 hung up) does not cancel the task. On shutdown the tasks get a
+short grace period. A task lost in a crash leaves the card open (no redelivery exists).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import weakref
+from collections.abc import Coroutine
+from datetime import datetime, timezone
+from typing import Any
+
+from gateway import Gateway, NotFound
+
+from .api import Bitrix24Client
+from .mapping import TYPE_CALLBACK
+from .parse import AppEvent, CallbackRequest, ClickToCall
+from .records import get_settings, storage
+from .sink import C2C, PENDING, pending_key
+from .users import telephony_identity, telephony_user_of
+
+log = logging.getLogger("gateway_bitrix24.clicktocall")
+
+CALLBACKS = "callback"
+_tasks: weakref.WeakKeyDictionary[Gateway, set[asyncio.Task[None]]] = weakref.WeakKeyDictionary()
+
+
+def spawn(gw: Gateway, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """Run ``coro`` independently of the request; the set keeps it referenced."""
+    task = asyncio.get_running_loop().create_task(coro, name="bitrix24-click-to-call")
+    tasks = _tasks.setdefault(gw, set())
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+    return task
+
+
+async def drain(gw: Gateway, grace: float = 5.0) -> None:
+    """Shutdown: let running click-to-calls finish for ``grace`` seconds, then cancel them."""
+    tasks = list(_tasks.get(gw, ()))
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=grace)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _claim(gw: Gateway, tenant: str, kind: str, key: str, value: dict[str, Any]) -> bool:
+    """Store ``(kind, key)`` unless present; single-flight also across processes."""
+    st = storage(gw, tenant)
+    async with st.lease(f"{kind}:{key}", ttl=30.0, wait=10.0):
+        if await st.get(kind, key) is not None:
+            return False
+        await st.put(kind, key, value, call_record=True)
+        return True
+
+
+async def claim_click_to_call(gw: Gateway, tenant: str, c2c: ClickToCall) -> bool:
+    return await _claim(gw, tenant, C2C, c2c.call_id, {"user_id": c2c.user_id, "state": "dialing"})
+
+
+async def originate_for(gw: Gateway, tenant: str, crm_call_id: str, user_id: int, number: str) -> None:
+    """Dial for CRM user ``user_id``; on any failure finish ``crm_call_id`` so the card closes."""
+    client = Bitrix24Client(gw, tenant)
+    st = client.st
+    pkey: str | None = None
+    try:
+        email, extension = await telephony_identity(client, user_id)
+        if email or extension:
+            found = await telephony_user_of(gw, tenant, email, extension)
+            if found is not None:
+                pkey = pending_key(found[0], found[1], number)
+                await st.put(PENDING, pkey, {"crm_call_id": crm_call_id, "user_id": user_id,
+                                             "at": time.time()}, call_record=True)
+        await gw.originate(tenant, number=number, email=email, extension=extension,
+                           crm_call_id=crm_call_id)
+        await st.put(C2C, crm_call_id, {"user_id": user_id, "state": "dialed"}, call_record=True)
+        gw.count("click_to_call", plugin="bitrix24", outcome="ok")
+        log.info("click-to-call originated", extra={"tenant": tenant})
+    except asyncio.CancelledError:
+        raise
+    except NotFound:
+        return  # the tenant was removed meanwhile
+    except Exception as exc:
+        log.warning("click-to-call failed", extra={"tenant": tenant, "error": type(exc).__name__,
+                                                   "code": getattr(exc, "code", None)})
+        gw.count("click_to_call_failed", plugin="bitrix24")
+        await _close_card(client, crm_call_id, user_id, pkey)
+
+
+async def _close_card(client: Bitrix24Client, crm_call_id: str, user_id: int, pkey: str | None) -> None:
+    try:
+        if pkey is not None:
+            await client.st.delete(PENDING, pkey)
+        await client.st.put(C2C, crm_call_id, {"user_id": user_id, "state": "failed"}, call_record=True)
+        await client.call("telephony.externalCall.finish", {
+            "CALL_ID": crm_call_id, "USER_ID": user_id, "DURATION": 0, "STATUS_CODE": "503",
+            "FAILED_REASON": "The telephone system could not place the call"})
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.warning("could not close the click-to-call card", extra={
+            "tenant": client.tenant, "error": type(exc).__name__})
+
+
+def callback_key(event: AppEvent, cb: CallbackRequest) -> str:
+    raw = f"{event.ts}|{event.handler_id}|{cb.number}|{cb.crm_entity_type}|{cb.crm_entity_id}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+async def claim_callback(gw: Gateway, tenant: str, key: str) -> bool:
+    return await _claim(gw, tenant, CALLBACKS, key, {"at": int(time.time())})
+
+
+async def _responsible_user(client: Bitrix24Client, cb: CallbackRequest) -> int | None:
+    found = await client.call("telephony.externalCall.searchCrmEntities", {"PHONE_NUMBER": cb.number})
+    for item in found if isinstance(found, list) else []:
+        if not isinstance(item, dict):
+            continue
+        if cb.crm_entity_id and str(item.get("CRM_ENTITY_ID")) != str(cb.crm_entity_id):
+            continue
+        assigned = str(item.get("ASSIGNED_BY_ID") or (item.get("ASSIGNED_BY") or {}).get("ID") or "")
+        if assigned.isdigit() and int(assigned) > 0:
+            return int(assigned)
+    return None
+
+
+async def run_callback(gw: Gateway, tenant: str, key: str, cb: CallbackRequest) -> None:
+    """Register the callback (TYPE 4) for the responsible user, then originate it."""
+    client = Bitrix24Client(gw, tenant)
+    try:
+        settings = await get_settings(client.st)
+        user_id = await _responsible_user(client, cb) or settings.default_user_id
+        if user_id is None:
+            log.info("callback without a CRM user; not placed", extra={"tenant": tenant})
+            gw.count("callback_no_user", plugin="bitrix24")
+            return
+        params: dict[str, Any] = {
+            "USER_ID": user_id, "PHONE_NUMBER": cb.number, "TYPE": TYPE_CALLBACK,
+            "CALL_START_DATE": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "CRM_CREATE": 1 if settings.crm_create else 0, "SHOW": 1,
+            "EXTERNAL_CALL_ID": f"callback-{key[:24]}"}
+        if cb.line_number:
+            params["LINE_NUMBER"] = cb.line_number
+        if cb.crm_entity_type and cb.crm_entity_id:
+            params["CRM_ENTITY_TYPE"] = cb.crm_entity_type
+            params["CRM_ENTITY_ID"] = cb.crm_entity_id
+        result = await client.call("telephony.externalCall.register", params)
+        crm_call_id = result.get("CALL_ID") if isinstance(result, dict) else None
+        if not isinstance(crm_call_id, str) or not crm_call_id:
+            raise ValueError("register answered without a CALL_ID")
+        await client.st.put(C2C, crm_call_id, {"user_id": user_id, "state": "dialing"}, call_record=True)
+    except asyncio.CancelledError:
+        raise
+    except NotFound:
+        return
+    except Exception as exc:
+        log.warning("callback could not be registered", extra={"tenant": tenant, "error": type(exc).__name__})
+        gw.count("callback_failed", plugin="bitrix24")
+        return
+    await originate_for(gw, tenant, crm_call_id, user_id, cb.number)

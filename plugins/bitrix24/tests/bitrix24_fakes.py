@@ -1,0 +1,210 @@
+"""Test helpers: a tiny telephony source (``fakesrc``) and Bitrix24 payloads/mocks.
+
+The source takes JSON bodies ``{"id", "call", "state", "dir", "from", "to", "user", "outcome",
+"duration", "recording"}`` signed with a shared secret header (modelled on the core's demo
+source), resolves recordings to a secret link, and records click-to-call requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from aiohttp import ClientResponse
+from aioresponses import aioresponses
+
+from gateway import (
+    BadRequest,
+    CallEvent,
+    CallState,
+    Connection,
+    Direction,
+    Gateway,
+    OriginateResult,
+    Outcome,
+    RecordingRef,
+    Source,
+    TelephonyUser,
+    Unauthorized,
+    UpstreamError,
+    WebhookRequest,
+    hookimpl,
+    normalize_number,
+)
+
+MEMBER = "a223c6b3710f85df22e9377d6c4f7553"
+APP_TOKEN = "51856fefc120afa4b628cc82d3935cce"
+PORTAL = "https://example.bitrix24.de/rest/"
+OAUTH = "https://oauth.bitrix.test/oauth/token/"
+OAUTH_RE = re.compile(r"^https://oauth\.bitrix\.test/oauth/token/.*$")
+EVENT_ACCESS = "s6p6eclrvim6da22ft9ch94ekreb52lv"
+EVENT_REFRESH = "4s386p3q0tr8dy89xvmt96234v3dljg8"
+ACCESS_1 = "ydtj8pho532wydb5ixk78ol7uqlb7sch"
+REFRESH_1 = "3s6lr4kr3cv2od4v853gvrchb875bwxb"
+RECORDING_LINK = "https://rec.fake.test/secret-recording-link-7f3a.mp3"
+SECRET = "fake-secret-123"
+
+ENV = {
+    "GATEWAY_BITRIX24_CLIENT_ID": "app.abc123.test",
+    "GATEWAY_BITRIX24_CLIENT_SECRET": "client-secret-xyz",
+    "GATEWAY_BITRIX24_OAUTH_URL": OAUTH,
+    "GATEWAY_BITRIX24_ORIGINATE_WAIT": "5",
+}
+
+
+class FakeSource(Source):
+    name = "fakesrc"
+    content_types = frozenset({"application/json"})
+
+    def __init__(self) -> None:
+        self.originated: list[tuple[str, str, str | None]] = []
+        self.fail_originate = False
+
+    async def connect(self, gateway: Gateway, connection: Connection) -> Mapping[str, Any]:
+        return {"secret": SECRET}
+
+    async def receive(self, gateway: Gateway, connection: Connection, request: WebhookRequest) -> Sequence[CallEvent]:
+        if not hmac.compare_digest(request.headers.get("X-Fake-Secret", "").encode(), SECRET.encode()):
+            raise Unauthorized("bad secret")
+        try:
+            d = orjson.loads(request.body)
+            return [CallEvent(
+                event_id=d["id"], call_id=d["call"], direction=Direction(d.get("dir", "in")),
+                state=CallState(d["state"]), occurred_at=request.received_at,
+                remote_number=normalize_number(d.get("from")), local_number=normalize_number(d.get("to")),
+                local_user=d.get("user"), outcome=Outcome(d["outcome"]) if d.get("outcome") else None,
+                duration=d.get("duration"),
+                recording=RecordingRef("fakesrc", d["recording"]) if d.get("recording") else None)]
+        except (KeyError, ValueError, TypeError):
+            raise BadRequest("unparseable") from None
+
+    async def resolve_recording(self, gateway: Gateway, connection: Connection, ref: RecordingRef) -> str | None:
+        return RECORDING_LINK
+
+
+class FakeSourcePlugin:
+    def __init__(self) -> None:
+        self.source = FakeSource()
+
+    @hookimpl
+    def register_sources(self, register: Callable[[Source], None]) -> None:
+        register(self.source)
+
+    @hookimpl
+    def originate_call(self, gateway: Gateway, connection: Connection, user: TelephonyUser, number: str,
+                       crm_call_id: str | None) -> Any:
+        if connection.plugin != "fakesrc":
+            return None
+
+        async def go() -> OriginateResult:
+            if self.source.fail_originate:
+                raise UpstreamError("telephone system refused")
+            self.source.originated.append((user.user_id, number, crm_call_id))
+            return OriginateResult(call_id="fake-call")
+        return go()
+
+
+def form(fields: Mapping[str, Any]) -> bytes:
+    return urlencode(list(fields.items())).encode()
+
+
+def auth(**extra: Any) -> dict[str, Any]:
+    base = {"auth[domain]": "example.bitrix24.de", "auth[client_endpoint]": PORTAL,
+            "auth[server_endpoint]": "https://oauth.bitrix.info/rest/", "auth[member_id]": MEMBER,
+            "auth[application_token]": APP_TOKEN}
+    base.update({f"auth[{k}]": v for k, v in extra.items()})
+    return base
+
+
+def install_body(**auth_extra: Any) -> bytes:
+    return form({"event": "ONAPPINSTALL", "ts": "1773130000", "data[VERSION]": "1", "data[ACTIVE]": "Y",
+                 "data[INSTALLED]": "Y", "data[LANGUAGE_ID]": "de",
+                 **auth(access_token=EVENT_ACCESS, expires="1773133600", expires_in="3600",
+                        scope="telephony,crm,user", status="L", user_id="1", refresh_token=EVENT_REFRESH,
+                        **auth_extra)})
+
+
+def uninstall_body(token: str = APP_TOKEN) -> bytes:
+    a = auth()
+    a["auth[application_token]"] = token
+    return form({"event": "ONAPPUNINSTALL", "data[LANGUAGE_ID]": "de", "data[CLEAN]": "1", "ts": "1466439714", **a})
+
+
+def click_body(call_id: str, number: str = "+494951234567", token: str = APP_TOKEN,
+               is_mobile: str = "0", user_id: str = "1269") -> bytes:
+    a = auth(access_token="s7p6event", expires_in="3600", scope="telephony", status="F")
+    a["auth[application_token]"] = token
+    return form({"event": "ONEXTERNALCALLSTART", "event_handler_id": "1055", "ts": "1773236988",
+                 "data[PHONE_NUMBER]": number, "data[PHONE_NUMBER_INTERNATIONAL]": number,
+                 "data[EXTENSION]": "", "data[USER_ID]": user_id, "data[CALL_LIST_ID]": "0",
+                 "data[LINE_NUMBER]": "7", "data[IS_MOBILE]": is_mobile, "data[CALL_ID]": call_id,
+                 "data[CRM_ENTITY_TYPE]": "CONTACT", "data[CRM_ENTITY_ID]": "797", **a})
+
+
+def oauth_answer(access: str = ACCESS_1, refresh: str = REFRESH_1, member: str = MEMBER) -> dict[str, Any]:
+    return {"access_token": access, "client_endpoint": PORTAL, "domain": "oauth.bitrix.info",
+            "expires": 1780319382, "expires_in": 3600, "member_id": member, "refresh_token": refresh,
+            "scope": "telephony,crm,user", "server_endpoint": "https://oauth.bitrix.info/rest/",
+            "status": "L", "user_id": 1}
+
+
+def ok(result: Any) -> dict[str, Any]:
+    return {"result": result, "time": {"start": 1773130778, "finish": 1773130779.12, "duration": 1.12,
+                                       "processing": 1, "operating_reset_at": 1773131378, "operating": 0.22}}
+
+
+def calls(m: Any, method: str) -> list[dict[str, Any]]:
+    """JSON bodies posted to a REST method, in order."""
+    out = []
+    for (verb, url), reqs in m.requests.items():
+        if verb == "POST" and str(url) == PORTAL + method:
+            out.extend(r.kwargs.get("json") or {} for r in reqs)
+    return out
+
+
+def oauth_calls(m: Any) -> list[Any]:
+    return [r for (verb, url), reqs in m.requests.items() if verb == "GET" and str(url).startswith(OAUTH) for r in reqs]
+
+
+def rest_methods(m: Any) -> list[str]:
+    return [str(url)[len(PORTAL):] for (verb, url), reqs in m.requests.items()
+            if verb == "POST" and str(url).startswith(PORTAL) for _ in reqs]
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+def call_event(event_id: str, call: str, state: str, **kw: Any) -> bytes:
+    return orjson.dumps({"id": event_id, "call": call, "state": state, **kw})
+
+
+class _CompatResponse(ClientResponse):
+    """aioresponses 0.7.9 builds responses without ``stream_writer``, which aiohttp 3.14
+    requires; this fills in a stand-in so the mock works with the installed aiohttp."""
+
+    def __init__(self, method: str, url: Any, **kw: Any) -> None:
+        kw.setdefault("stream_writer", _NoWriter())
+        super().__init__(method, url, **kw)
+
+
+class _NoWriter:
+    output_size = 0
+
+
+class BitrixMock(aioresponses):
+    """aioresponses with the compatible response class as the default."""
+
+    def add(self, url: Any, method: str = "GET", *args: Any, **kw: Any) -> None:  # type: ignore[override]
+        kw.setdefault("response_class", _CompatResponse)
+        super().add(url, method, *args, **kw)
