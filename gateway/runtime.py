@@ -17,7 +17,7 @@ from .config import Config
 from .delivery import Dispatcher
 from .errors import BadRequest, GatewayError, NotFound, PluginError
 from .events import CallEvent, CallState
-from .models import Connection, SinkBinding, TelephonyUser
+from .models import Connection, SinkBinding, TelephonyUser, Tenant
 from .plugins import PluginInfo, Registry, await_all
 from .sinks import Sink
 from .sources import OriginateResult, Source, WebhookRequest
@@ -131,6 +131,18 @@ class Gateway:
     def app_url(self, plugin: str, path: str) -> str:
         """The public URL of a plugin's ``apps`` route (OAuth redirects, install pages)."""
         return f"{self.config.public_url}/apps/{plugin}{path}"
+
+    def hook_url(self, plugin: str, path: str) -> str:
+        """The public URL of a plugin's ``hooks`` route (vendor callbacks such as event.bind)."""
+        return f"{self.config.public_url}/hooks/{plugin}{path}"
+
+    async def get_tenant(self, tenant: str) -> Tenant | None:
+        """The tenant, or ``None`` when there is none of that id."""
+        return await self.store.get_tenant(tenant)
+
+    async def list_tenants(self) -> list[Tenant]:
+        """Every tenant (for periodic sweeps)."""
+        return await self.store.list_tenants()
 
     async def connection(self, connection_id: str) -> Connection:
         found = await self.store.get_connection(connection_id)
