@@ -81,7 +81,7 @@ class Dispatcher:
                 self._tasks[key] = asyncio.create_task(self._run_lane(key), name="delivery-lane")
         metrics.QUEUE_DEPTH.set(len(self._known))
 
-    async def stop(self, grace: float = 10.0) -> None:
+    async def stop(self, grace: float = 5.0) -> None:
         """Stop taking new attempts; let running ones finish for ``grace`` seconds, park the rest.
 
         Parked deliveries stay ``pending`` in the store and resume at the next start.
