@@ -34,6 +34,7 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
     if not (0 < len(rid) <= 64 and rid.replace("-", "").isalnum()):
         rid = f"{_RID_PREFIX}-{next(_rid_counter):x}"
     token = logs.request_id.set(rid)
+    tenant_token = logs.tenant_id.set(None)
     try:
         response = await handler(request)
     except GatewayError as exc:
@@ -46,6 +47,7 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = json_response({"error": "internal error"}, status=500)
     finally:
         logs.request_id.reset(token)
+        logs.tenant_id.reset(tenant_token)
     response.headers["X-Request-Id"] = rid
     return response
 

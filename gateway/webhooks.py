@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import metrics
+from . import logs, metrics
 from .errors import GatewayError
 from .events import utcnow
 from .http import json_response
@@ -47,6 +47,7 @@ async def handle(request: web.Request) -> web.Response:
     connection = await gw.store.get_connection(connection_id) if _CONNECTION_ID.match(connection_id) else None
     if connection is None or connection.plugin != plugin:
         return _reply(plugin, 404, "unknown connection")
+    logs.tenant_id.set(connection.tenant)
     if request.content_type not in source.content_types:
         return _reply(plugin, 415, "unsupported content type")
     if request.content_length is not None and request.content_length > gw.config.max_body:
@@ -63,8 +64,7 @@ async def handle(request: web.Request) -> web.Response:
         count = await gw.accept(connection, hook_request)
     except GatewayError as exc:
         if 400 <= exc.status < 500:
-            log.info("webhook refused", extra={"plugin": plugin, "status": exc.status,
-                                               "tenant": connection.tenant})
+            log.info("webhook refused", extra={"plugin": plugin, "status": exc.status})
             return _reply(plugin, exc.status, str(exc) or "bad request")
         log.error("webhook failed", extra={"plugin": plugin, "error": type(exc).__name__})
         return _reply(plugin, 503, "temporarily unavailable")

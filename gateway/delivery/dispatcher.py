@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from .. import metrics
+from .. import logs, metrics
 from ..errors import DeliveryError, PermanentError, RetryableError, TenantPaused
 from ..sinks import Delivery
 from ..store import PendingDelivery
@@ -106,6 +106,8 @@ class Dispatcher:
 
     async def _run_lane(self, key: tuple[str, str]) -> None:
         lane = self._lanes[key]
+        if lane:
+            logs.tenant_id.set(lane[0].tenant)  # this task's context: one lane, one tenant
         try:
             while lane and not self._closing:
                 d = lane[0]
@@ -155,7 +157,7 @@ class Dispatcher:
                 retry_after = exc.retry_after if isinstance(exc, RetryableError) else None
                 if not isinstance(exc, (DeliveryError, TimeoutError)):
                     log.warning("sink raised an unexpected error", extra={
-                        "sink": d.sink, "tenant": d.tenant, "error": type(exc).__name__})
+                        "sink": d.sink, "error": type(exc).__name__})
                 return await self._retry(d, reason_of(exc), retry_after)
         await store.finish_delivery(d.id)
         metrics.DELIVERIES.labels(d.sink, "delivered").inc()
@@ -173,8 +175,7 @@ class Dispatcher:
         metrics.DELIVERIES.labels(d.sink, "retry").inc()
         metrics.RETRIES.labels(d.sink).inc()
         log.info("delivery will be retried", extra={
-            "sink": d.sink, "tenant": d.tenant, "attempt": attempts, "reason": reason,
-            "delay": round(delay, 3)})
+            "sink": d.sink, "attempt": attempts, "reason": reason, "delay": round(delay, 3)})
         return False
 
     async def _dead(self, d: PendingDelivery, attempts: int, reason: str) -> bool:
@@ -182,5 +183,5 @@ class Dispatcher:
         metrics.DELIVERIES.labels(d.sink, "dead").inc()
         metrics.DEAD_LETTERS.labels(d.sink).inc()
         log.warning("delivery dead-lettered", extra={
-            "sink": d.sink, "tenant": d.tenant, "attempts": attempts, "reason": reason})
+            "sink": d.sink, "attempts": attempts, "reason": reason})
         return True
