@@ -1,0 +1,269 @@
+"""The Placetel source: the I/O around :mod:`.parse`, :mod:`.signature` and :mod:`.api`.
+
+Connect checks the Web API key (``GET /v2/me``), subscribes the webhook URL where the API
+allows it and reads the user directory. Receive verifies ``X-PLACETEL-SIGNATURE``, parses,
+and keeps a small per-call memory (encrypted, purged with the call records). Recordings are
+looked up after the call by the background round (:mod:`.background`) and arrive as
+``RECORDING`` events holding only a reference; the link is fetched when a sink delivers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import phonenumbers
+
+from gateway import (
+    BadRequest,
+    CallEvent,
+    CallState,
+    Connection,
+    Gateway,
+    GatewayError,
+    OriginateResult,
+    Outcome,
+    RecordingRef,
+    RetryableError,
+    Source,
+    TelephonyUser,
+    Unauthorized,
+    UpstreamError,
+    WebhookRequest,
+    utcnow,
+)
+
+from . import parse, signature
+from .api import ApiRefused, KeyRejected, PlacetelClient
+from .recordings import parse_ref
+from .settings import NAME, USERS_REFRESHED, Settings, call_kind, pending_kind
+from .users import build_directory
+
+log = logging.getLogger("gateway.placetel")
+
+FORM = "application/x-www-form-urlencoded"
+_MAX_SECRET = 512
+#: How long a notification waits for another one of the same call to finish its memory update.
+_CALL_LOCK_WAIT = 10.0
+
+
+class PlacetelSource(Source):
+    """Placetel Notify in, canonical call events out; Web API v2 for everything else.
+
+    Stateless: everything it remembers lives in PluginStorage, so a restart or a second
+    gateway process sharing the store changes nothing.
+    """
+
+    name = NAME
+    content_types = frozenset({FORM})
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def client(self, gateway: Gateway, connection: Connection) -> PlacetelClient:
+        """An API client with the connection's key and the operator's URL and retry policy."""
+        s = Settings.of(gateway)
+        return PlacetelClient(gateway.http, str(connection.settings.get("api_key", "")),
+                              base_url=s.api_url, retry=s.retry)
+
+    async def mark_broken(self, gateway: Gateway, connection: Connection) -> None:
+        """The API key was refused: make it visible through the admin API."""
+        log.warning("placetel api key rejected", extra={"connection": connection.id})
+        try:
+            await gateway.update_connection(connection.id, status="broken", reason="api_key_rejected")
+        except GatewayError:  # the connection is being removed meanwhile
+            pass
+
+    @staticmethod
+    def region(connection: Connection) -> str:
+        """The country for numbers without a prefix (``DE`` unless the connection says)."""
+        region = connection.settings.get("region")
+        return region if isinstance(region, str) and region else "DE"
+
+    # --- connect / disconnect --------------------------------------------------------------
+
+    async def connect(self, gateway: Gateway, connection: Connection) -> Mapping[str, Any]:
+        """Validate the settings, check the key, subscribe, read users; the settings to store.
+
+        Bad settings and a key Placetel refuses are 400 (the admin must fix them); Placetel
+        being unreachable is 502. A failed subscription or user read does not block.
+        """
+        given = connection.settings
+        api_key = given.get("api_key")
+        if not isinstance(api_key, str) or not api_key.strip() or len(api_key) > _MAX_SECRET:
+            raise BadRequest("settings.api_key (the Placetel Web API v2 key) is required")
+        secret = given.get("secret")
+        if secret is not None and (not isinstance(secret, str) or not secret.strip()
+                                   or len(secret) > _MAX_SECRET):
+            raise BadRequest("settings.secret (the Notify shared secret) must be a non-empty string")
+        region = given.get("region", "DE")
+        if not isinstance(region, str) or region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise BadRequest("settings.region must be a two-letter country code such as DE")
+        subscribe = given.get("subscribe", True)
+        if not isinstance(subscribe, bool):
+            raise BadRequest("settings.subscribe must be true or false")
+        stored: dict[str, Any] = {
+            "api_key": api_key.strip(), "secret": secret.strip() if secret else None,
+            "region": region.upper(), "subscribe": subscribe,
+            "subscription_id": None,
+        }
+        draft = Connection(connection.id, connection.tenant, connection.plugin, stored)
+        client = self.client(gateway, draft)
+        try:
+            await client.me()
+        except KeyRejected:
+            raise BadRequest("Placetel rejected the API key") from None
+        except ApiRefused as exc:
+            raise BadRequest(f"Placetel refused the API key check ({exc.status})") from None
+        except (RetryableError, UpstreamError):
+            raise UpstreamError("the Placetel API is unavailable; try again later") from None
+        if subscribe:
+            try:
+                stored["subscription_id"] = await client.subscribe(gateway.webhook_url(draft))
+            except (RetryableError, UpstreamError) as exc:
+                # Not fatal: the tenant can enter the URL in Placetel's settings by hand.
+                log.warning("placetel subscription failed", extra={
+                    "connection": connection.id, "error": type(exc).__name__})
+                gateway.count("subscription_failed", plugin=NAME)
+        try:
+            await self.sync_users(gateway, draft)
+        except (RetryableError, UpstreamError) as exc:
+            log.warning("placetel user sync failed", extra={"connection": connection.id,
+                                                            "error": type(exc).__name__})
+        return stored
+
+    async def disconnect(self, gateway: Gateway, connection: Connection) -> None:
+        """Delete the subscription (best effort), the users and everything kept per call."""
+        sub_id = connection.settings.get("subscription_id")
+        if isinstance(sub_id, str) and sub_id:
+            try:
+                await self.client(gateway, connection).unsubscribe(sub_id)
+            except (RetryableError, UpstreamError) as exc:
+                log.warning("placetel unsubscribe failed", extra={
+                    "connection": connection.id, "error": type(exc).__name__})
+        await gateway.remove_users(connection)
+        storage = gateway.storage(NAME, connection.tenant)
+        await storage.delete(call_kind(connection.id))
+        await storage.delete(pending_kind(connection.id))
+        await storage.delete(USERS_REFRESHED, connection.id)
+
+    # --- users -----------------------------------------------------------------------------
+
+    async def sync_users(self, gateway: Gateway, connection: Connection) -> int:
+        """Read SIP users and web users into the directory; drop those that are gone."""
+        client = self.client(gateway, connection)
+        try:
+            sip_users = await client.sip_users()
+            try:
+                web_users = await client.users()
+            except ApiRefused:  # a key without the right to list web users: SIP users suffice
+                web_users = []
+        except KeyRejected:
+            await self.mark_broken(gateway, connection)
+            raise
+        directory = build_directory(sip_users, web_users, self.region(connection))
+        before = {u.user_id for u in await gateway.list_users(connection)}
+        for user in directory:
+            await gateway.put_user(connection, user)
+        for gone in before - {u.user_id for u in directory}:
+            await gateway.remove_users(connection, gone)
+        await gateway.storage(NAME, connection.tenant).put(
+            USERS_REFRESHED, connection.id, {"at": utcnow().timestamp(), "ok": True})
+        if connection.status == "broken":
+            await gateway.update_connection(connection.id, status="active")
+        log.info("placetel users synced", extra={"connection": connection.id, "users": len(directory)})
+        return len(directory)
+
+    # --- webhooks --------------------------------------------------------------------------
+
+    def _verify(self, gateway: Gateway, connection: Connection, request: WebhookRequest) -> None:
+        """Raise :class:`Unauthorized` unless the notification is signed with the connection's
+        secret, or the operator allows this connection's notifications unsigned."""
+        secret = connection.settings.get("secret")
+        if isinstance(secret, str) and secret:
+            if not signature.verify(secret, request.body, request.headers.get(signature.HEADER)):
+                raise Unauthorized("missing or bad X-PLACETEL-SIGNATURE")
+            return
+        if connection.id in Settings.of(gateway).allow_unsigned:
+            gateway.count("insecure_webhook", plugin=NAME)
+            log.warning("insecure placetel notification accepted without signature",
+                        extra={"connection": connection.id})
+            return
+        raise Unauthorized("this connection has no Notify secret; unsigned notifications are refused")
+
+    async def receive(self, gateway: Gateway, connection: Connection,
+                      request: WebhookRequest) -> Sequence[CallEvent]:
+        """One Notify request -> its events (none for unknown events); 401/400 for bad ones."""
+        self._verify(gateway, connection, request)
+        try:
+            note = parse.parse_notification(request.body)
+        except parse.ParseError as exc:
+            raise BadRequest(str(exc)) from None
+        if not note.known or note.call_id is None:
+            gateway.count("unknown_event", plugin=NAME)  # the core counts it as ignored too
+            return []
+        storage = gateway.storage(NAME, connection.tenant)
+        kind = call_kind(connection.id)
+        # Read-modify-write of the call's memory: one notification of a call at a time.
+        async with storage.lease(f"{kind}:{note.call_id}", wait=_CALL_LOCK_WAIT):
+            memory = await storage.get(kind, note.call_id)
+            known = memory if isinstance(memory, dict) else None
+            events, updated = parse.to_events(note, known, request.received_at, self.region(connection))
+            if updated is not None:
+                await storage.put(kind, note.call_id, updated, call_record=True)
+        ended = [e for e in events if e.state is CallState.ENDED]
+        first_end = not (known and known.get("ended_at"))  # not a redelivered HungUp
+        if ended and first_end and ended[0].outcome in (Outcome.ANSWERED, Outcome.VOICEMAIL) \
+                and Settings.of(gateway).recordings and ended[0].remote_number:
+            await storage.put(pending_kind(connection.id), note.call_id, {"tries": 0}, call_record=True)
+        return events
+
+    # --- recordings (found by :mod:`.background`) ------------------------------------------
+
+    async def resolve_recording(self, gateway: Gateway, connection: Connection,
+                                ref: RecordingRef) -> str | None:
+        """Fetch the recording's (or voicemail's) link now; it is never stored or logged.
+
+        ``None`` when the reference is not ours, the item is gone or the key is refused;
+        Placetel being busy raises :class:`RetryableError` so the sink retries later.
+        """
+        parsed = parse_ref(ref.ref) if ref.source == NAME else None
+        if parsed is None:
+            return None
+        kind, item_id = parsed
+        client = self.client(gateway, connection)
+        try:
+            if kind == "recording":
+                link = (await client.recording(item_id)).get("file")
+            else:
+                link = (await client.call(item_id)).get("file_url")
+        except KeyRejected:
+            await self.mark_broken(gateway, connection)
+            return None
+        except ApiRefused:  # deleted meanwhile
+            return None
+        return link if isinstance(link, str) and link.startswith("https://") else None
+
+    # --- click-to-call ---------------------------------------------------------------------
+
+    async def originate(self, gateway: Gateway, connection: Connection, user: TelephonyUser,
+                        number: str) -> OriginateResult:
+        """Click-to-dial: Placetel rings the user's SIP phone, then ``number``. Never retried."""
+        known = await gateway.get_user(connection, user.user_id)
+        if known is None or known.status != "active" or "@" not in known.user_id:
+            raise BadRequest("this user has no Placetel SIP user in the connection")
+        target = number.strip()
+        digits = target[1:] if target.startswith("+") else target
+        if not digits or len(digits) > 32 or not all(ch.isdigit() or ch in "*#" for ch in digits):
+            raise BadRequest("the number to dial is not usable")
+        try:
+            await self.client(gateway, connection).originate(known.user_id, target)
+        except KeyRejected:
+            await self.mark_broken(gateway, connection)
+            raise UpstreamError("Placetel rejected the API key") from None
+        except ApiRefused as exc:
+            raise UpstreamError(f"Placetel refused the call ({exc.status})") from None
+        except RetryableError:
+            raise UpstreamError("Placetel is unavailable; the call was not started") from None
+        gateway.count("originate", plugin=NAME)
+        return OriginateResult()
