@@ -1,0 +1,78 @@
+"""The canonical call event: number normalisation, UTC times, JSON round trips."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway import ANONYMOUS, CallEvent, CallState, Direction, Outcome, RecordingRef, normalize_number
+
+
+@pytest.mark.parametrize("raw,expected", [
+    ("022129191999", "+4922129191999"),            # national German number, default region DE
+    ("+49 221 29191999", "+4922129191999"),
+    ("0049 221 29191999", "+4922129191999"),
+    ("tel:+12223334444", "+12223334444"),
+    ("+1 (905) 555-0100", "+19055550100"),
+    ("anonymous", ANONYMOUS), ("Anonymous", ANONYMOUS), ("unknown", ANONYMOUS),
+    ("23", "23"),                                  # an internal extension stays as it is
+    ("*73", "*73"),
+    ("7777abcdefg@fpbx.de", "7777abcdefg@fpbx.de"),  # a SIP id stays as it is
+    ("not a number", "not a number"),
+    ("", None), ("   ", None), (None, None),
+])
+def test_normalize_number(raw, expected):
+    assert normalize_number(raw) == expected
+
+
+def test_region_decides_national_numbers():
+    assert normalize_number("030 1234567", "DE") == "+49301234567"
+    assert normalize_number("01 23 45 67 89", "FR") == "+33123456789"
+
+
+def test_times_become_utc_and_naive_times_are_refused():
+    local = datetime(2026, 3, 10, 11, 19, 30, tzinfo=timezone(timedelta(hours=1)))
+    ev = CallEvent(event_id="e", call_id="c", direction=Direction.INBOUND, state=CallState.RINGING,
+                   occurred_at=local)
+    assert ev.occurred_at == local and ev.occurred_at.utcoffset() == timedelta(0)
+    with pytest.raises(ValueError):
+        CallEvent(event_id="e", call_id="c", direction=Direction.INBOUND, state=CallState.RINGING,
+                  occurred_at=datetime(2026, 3, 10, 11, 19, 30))
+
+
+@pytest.mark.parametrize("kw", [
+    {"event_id": ""}, {"call_id": ""}, {"duration": -1}, {"state": CallState.RECORDING},
+])
+def test_invalid_events_are_refused(kw):
+    base = {"event_id": "e", "call_id": "c", "direction": Direction.INBOUND, "state": CallState.ENDED,
+            "occurred_at": datetime.now(timezone.utc)}
+    with pytest.raises(ValueError):
+        CallEvent(**(base | kw))
+
+
+texts = st.text(min_size=1, max_size=30)
+moments = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1),
+                       timezones=st.just(timezone.utc))
+
+
+@given(event_id=texts, call_id=texts, direction=st.sampled_from(Direction),
+       state=st.sampled_from([CallState.RINGING, CallState.ANSWERED, CallState.ENDED]),
+       outcome=st.none() | st.sampled_from(Outcome), at=moments, answered=st.none() | moments,
+       duration=st.none() | st.integers(min_value=0, max_value=10**6), number=st.none() | texts,
+       recording=st.none() | st.builds(RecordingRef, texts, texts))
+def test_json_round_trip(event_id, call_id, direction, state, outcome, at, answered, duration, number, recording):
+    ev = CallEvent(event_id=event_id, call_id=call_id, direction=direction, state=state, outcome=outcome,
+                   occurred_at=at, answered_at=answered, duration=duration, remote_number=number,
+                   recording=recording)
+    assert CallEvent.from_dict(ev.to_dict()) == ev
+
+
+def test_stamped_copies_without_touching_the_original():
+    ev = CallEvent(event_id="e", call_id="c", direction=Direction.OUTBOUND, state=CallState.RINGING,
+                   occurred_at=datetime.now(timezone.utc))
+    stamped = ev.stamped(source="demo", connection_id="k", tenant="acme")
+    assert (stamped.source, stamped.connection_id, stamped.tenant) == ("demo", "k", "acme")
+    assert ev.tenant == "" and stamped.event_id == ev.event_id
