@@ -25,18 +25,20 @@ from collections.abc import Coroutine
 from datetime import datetime, timezone
 from typing import Any
 
-from gateway import Gateway, NotFound
+from gateway import Gateway, NotFound, PluginStorage
 
 from .api import Bitrix24Client
-from .mapping import TYPE_CALLBACK
+from .mapping import TYPE_CALLBACK, is_call_unknown
 from .parse import AppEvent, CallbackRequest, ClickToCall
 from .records import get_settings, storage
-from .sink import C2C, PENDING, pending_key
+from .responses import Bitrix24Error
+from .sink import C2C, PENDING, number_index, pending_key
 from .users import telephony_identity, telephony_user_of
 
 log = logging.getLogger("gateway_bitrix24.clicktocall")
 
 CALLBACKS = "callback"
+FAILED_REASON = "The telephone system could not place the call"
 _tasks: weakref.WeakKeyDictionary[Gateway, set[asyncio.Task[None]]] = weakref.WeakKeyDictionary()
 
 
@@ -60,18 +62,27 @@ async def drain(gw: Gateway, grace: float = 5.0) -> None:
     await asyncio.gather(*pending, return_exceptions=True)
 
 
-async def _claim(gw: Gateway, tenant: str, kind: str, key: str, value: dict[str, Any]) -> bool:
+async def _claim(gw: Gateway, tenant: str, kind: str, key: str, value: dict[str, Any],
+                 number: str) -> bool:
     """Store ``(kind, key)`` unless present; single-flight also across processes."""
     st = storage(gw, tenant)
     async with st.lease(f"{kind}:{key}", ttl=30.0, wait=10.0):
         if await st.get(kind, key) is not None:
             return False
-        await st.put(kind, key, value, call_record=True)
+        await st.put(kind, key, value, index=number_index(number), call_record=True)
         return True
 
 
+async def put_c2c(st: PluginStorage, crm_call_id: str, user_id: int, state: str, number: str) -> None:
+    """The state of a CRM call we dial: ``dialing`` → ``dialed`` → ``adopted`` (events came), or
+    ``failed`` (card not closed yet) → ``closed``. ``at`` is the last change (for the sweep)."""
+    await st.put(C2C, crm_call_id, {"user_id": user_id, "state": state, "at": time.time()},
+                 index=number_index(number), call_record=True)
+
+
 async def claim_click_to_call(gw: Gateway, tenant: str, c2c: ClickToCall) -> bool:
-    return await _claim(gw, tenant, C2C, c2c.call_id, {"user_id": c2c.user_id, "state": "dialing"})
+    return await _claim(gw, tenant, C2C, c2c.call_id,
+                        {"user_id": c2c.user_id, "state": "dialing", "at": time.time()}, c2c.number)
 
 
 async def originate_for(gw: Gateway, tenant: str, crm_call_id: str, user_id: int, number: str) -> None:
@@ -86,10 +97,12 @@ async def originate_for(gw: Gateway, tenant: str, crm_call_id: str, user_id: int
             if found is not None:
                 pkey = pending_key(found[0], found[1], number)
                 await st.put(PENDING, pkey, {"crm_call_id": crm_call_id, "user_id": user_id,
-                                             "at": time.time()}, call_record=True)
+                                             "at": time.time()}, index=number_index(number), call_record=True)
         await gw.originate(tenant, number=number, email=email, extension=extension,
                            crm_call_id=crm_call_id)
-        await st.put(C2C, crm_call_id, {"user_id": user_id, "state": "dialed"}, call_record=True)
+        current = await st.get(C2C, crm_call_id)
+        if not isinstance(current, dict) or current.get("state") == "dialing":  # not adopted meanwhile
+            await put_c2c(st, crm_call_id, user_id, "dialed", number)
         gw.count("click_to_call", plugin="bitrix24", outcome="ok")
         log.info("click-to-call originated", extra={"tenant": tenant})
     except asyncio.CancelledError:
@@ -100,17 +113,28 @@ async def originate_for(gw: Gateway, tenant: str, crm_call_id: str, user_id: int
         log.warning("click-to-call failed", extra={"tenant": tenant, "error": type(exc).__name__,
                                                    "code": getattr(exc, "code", None)})
         gw.count("click_to_call_failed", plugin="bitrix24")
-        await _close_card(client, crm_call_id, user_id, pkey)
+        await _close_card(client, crm_call_id, user_id, pkey, number)
 
 
-async def _close_card(client: Bitrix24Client, crm_call_id: str, user_id: int, pkey: str | None) -> None:
+def failed_finish_params(crm_call_id: str, user_id: int) -> dict[str, Any]:
+    """``finish`` for a CRM call we could not place: the card closes as failed (503)."""
+    return {"CALL_ID": crm_call_id, "USER_ID": user_id, "DURATION": 0, "STATUS_CODE": "503",
+            "FAILED_REASON": FAILED_REASON}
+
+
+async def _close_card(client: Bitrix24Client, crm_call_id: str, user_id: int, pkey: str | None,
+                      number: str) -> None:
+    """Finish the CRM call as failed; if that fails too, the sweep closes it later."""
     try:
         if pkey is not None:
             await client.st.delete(PENDING, pkey)
-        await client.st.put(C2C, crm_call_id, {"user_id": user_id, "state": "failed"}, call_record=True)
-        await client.call("telephony.externalCall.finish", {
-            "CALL_ID": crm_call_id, "USER_ID": user_id, "DURATION": 0, "STATUS_CODE": "503",
-            "FAILED_REASON": "The telephone system could not place the call"})
+        await put_c2c(client.st, crm_call_id, user_id, "failed", number)
+        try:
+            await client.call("telephony.externalCall.finish", failed_finish_params(crm_call_id, user_id))
+        except Bitrix24Error as exc:
+            if not is_call_unknown(exc.description):
+                raise
+        await put_c2c(client.st, crm_call_id, user_id, "closed", number)
     except asyncio.CancelledError:
         raise
     except Exception as exc:
@@ -123,8 +147,8 @@ def callback_key(event: AppEvent, cb: CallbackRequest) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
-async def claim_callback(gw: Gateway, tenant: str, key: str) -> bool:
-    return await _claim(gw, tenant, CALLBACKS, key, {"at": int(time.time())})
+async def claim_callback(gw: Gateway, tenant: str, key: str, number: str) -> bool:
+    return await _claim(gw, tenant, CALLBACKS, key, {"at": int(time.time())}, number)
 
 
 async def _responsible_user(client: Bitrix24Client, cb: CallbackRequest) -> int | None:
@@ -164,7 +188,7 @@ async def run_callback(gw: Gateway, tenant: str, key: str, cb: CallbackRequest) 
         crm_call_id = result.get("CALL_ID") if isinstance(result, dict) else None
         if not isinstance(crm_call_id, str) or not crm_call_id:
             raise ValueError("register answered without a CALL_ID")
-        await client.st.put(C2C, crm_call_id, {"user_id": user_id, "state": "dialing"}, call_record=True)
+        await put_c2c(client.st, crm_call_id, user_id, "dialing", cb.number)
     except asyncio.CancelledError:
         raise
     except NotFound:

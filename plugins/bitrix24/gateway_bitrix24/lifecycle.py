@@ -32,16 +32,17 @@ BOUND_EVENTS = (CALL_START, CALLBACK_START, UNINSTALL)
 
 
 def events_url(gw: Gateway) -> str:
-    """Our public ``/hooks/bitrix24/events`` URL (the core has no helper for hooks routes)."""
-    marker = f"/apps/{PLUGIN}/"
-    apps = gw.app_url(PLUGIN, "/")
-    return apps[: apps.rindex(marker)] + f"/hooks/{PLUGIN}/events"
+    """Our public ``/hooks/bitrix24/events`` URL, given to ``event.bind``."""
+    return gw.hook_url(PLUGIN, "/events")
 
 
 async def stored_portal(gw: Gateway, tenant: str) -> Portal | None:
+    """The tenant's portal record; ``None`` for an unknown tenant or one we never installed."""
+    if await gw.get_tenant(tenant) is None:
+        return None
     try:
         return await get_portal(storage(gw, tenant))
-    except NotFound:
+    except NotFound:  # removed between the two reads
         return None
 
 

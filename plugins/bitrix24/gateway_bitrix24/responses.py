@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 
@@ -94,6 +94,11 @@ def parse_rest(status: int, body: bytes, retry_after: str | None = None) -> Any:
             raise RetryableError("Bitrix24 answered without a usable body", code=f"HTTP_{status}",
                                  retry_after=_retry_after(retry_after))
         raise Bitrix24Error("", "", status)
+    raise_error(err, status, retry_after)
+
+
+def raise_error(err: ErrorBody, status: int = 400, retry_after: str | None = None) -> NoReturn:
+    """Raise the exception for an error body (also one command's error inside a ``batch``)."""
     code = safe_code(err.code)
     if code == "expired_token":
         raise ExpiredToken(code)

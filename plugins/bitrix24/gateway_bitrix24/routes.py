@@ -106,7 +106,7 @@ async def _telephony_event(gw: Gateway, event: AppEvent) -> web.Response:
     if event.name == CALLBACK_START:
         cb = parse_callback(event.data)
         key = clicktocall.callback_key(event, cb)
-        if not await clicktocall.claim_callback(gw, tenant, key):
+        if not await clicktocall.claim_callback(gw, tenant, key, cb.number):
             return json_response({"status": "duplicate"})
         task = clicktocall.spawn(gw, clicktocall.run_callback(gw, tenant, key, cb))
         await _wait_briefly(gw, task)

@@ -12,7 +12,7 @@ import hmac
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from aiohttp import ClientResponse
@@ -165,6 +165,24 @@ def calls(m: Any, method: str) -> list[dict[str, Any]]:
         if verb == "POST" and str(url) == PORTAL + method:
             out.extend(r.kwargs.get("json") or {} for r in reqs)
     return out
+
+
+def batches(m: Any) -> list[tuple[int, dict[str, tuple[str, dict[str, str]]]]]:
+    """``batch`` requests as (halt, {key: (method, params)}), commands decoded, in order."""
+    out = []
+    for body in calls(m, "batch"):
+        cmds = {}
+        for key, cmd in body["cmd"].items():
+            method, _, query = cmd.partition("?")
+            cmds[key] = (method, dict(parse_qsl(query, keep_blank_values=True)))
+        out.append((body["halt"], cmds))
+    return out
+
+
+def batch_answer(results: dict[str, Any], errors: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A ``batch`` answer; empty maps come as ``[]`` like Bitrix24's PHP arrays."""
+    return ok({"result": results or [], "result_error": errors or [], "result_total": [],
+               "result_next": [], "result_time": {k: {"start": 1773130778, "duration": 0.1} for k in results} or []})
 
 
 def oauth_calls(m: Any) -> list[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -21,6 +22,8 @@ from bitrix24_fakes import (
     REFRESH_1,
     SECRET,
     FakeSourcePlugin,
+    batch_answer,
+    batches,
     call_event,
     calls,
     click_body,
@@ -116,15 +119,16 @@ async def test_whole_inbound_call_then_uninstall_leaves_nothing(gateway_harness:
         {"CALL_ID": call_id, "CRM_CREATED_LEAD": None, "CRM_CREATED_ENTITIES": [],
          "CRM_ENTITY_TYPE": "", "CRM_ENTITY_ID": None,
          "LEAD_CREATION_ERROR": "Lead creation is disabled for local users"}))
-    mock.post(PORTAL + "telephony.externalCall.finish", payload=ok({"ID": "3291", "CALL_ID": call_id}))
-    mock.post(PORTAL + "telephony.externalCall.attachRecord", payload=ok({"FILE_ID": 5}))
+    mock.post(PORTAL + "batch", payload=batch_answer({"finish": {"ID": "3291", "CALL_ID": call_id},
+                                                      "attach": {"FILE_ID": 5}}))
 
     await post_call(h, conn, call_event("e1", "pc1", "ringing", **{"from": "0221 12345678", "to": "+4922199998560", "user": "u1"}))
     await wait_until(lambda: len(calls(mock, "telephony.externalCall.register")) == 1)
     await post_call(h, conn, call_event("e2", "pc1", "answered", **{"from": "0221 12345678", "user": "u1"}))
     await post_call(h, conn, call_event("e3", "pc1", "ended", outcome="answered", duration=95, recording="r-1",
                                         **{"from": "0221 12345678", "user": "u1"}))
-    await wait_until(lambda: len(calls(mock, "telephony.externalCall.attachRecord")) == 1)
+    await wait_until(lambda: len(batches(mock)) == 1)
+    await wait_until(lambda: h.gw.dispatcher.depth == 0)
 
     (reg,) = calls(mock, "telephony.externalCall.register")
     assert reg["USER_ID"] == 1269 and reg["PHONE_NUMBER"] == CALLER and reg["TYPE"] == 2
@@ -132,12 +136,16 @@ async def test_whole_inbound_call_then_uninstall_leaves_nothing(gateway_harness:
     assert reg["SHOW"] == 1 and reg["CRM_CREATE"] == 0 and reg["EXTERNAL_CALL_ID"].startswith("fakesrc-")
     (user_query,) = calls(mock, "user.get")
     assert user_query["FILTER"]["UF_PHONE_INNER"] == "101"
-    (fin,) = calls(mock, "telephony.externalCall.finish")
-    assert fin == {"CALL_ID": call_id, "USER_ID": 1269, "DURATION": 95, "STATUS_CODE": "200", "auth": ACCESS_1}
-    (att,) = calls(mock, "telephony.externalCall.attachRecord")
-    assert att["CALL_ID"] == call_id and att["RECORD_URL"] == RECORDING_LINK
-    methods = rest_methods(mock)
-    assert methods.index("telephony.externalCall.finish") < methods.index("telephony.externalCall.attachRecord")
+    # finish and attachRecord of the ended call go in one batch, finish first, halting on error
+    ((halt, cmds),) = batches(mock)
+    assert halt == 1 and list(cmds) == ["finish", "attach"]
+    assert cmds["finish"] == ("telephony.externalCall.finish",
+                              {"CALL_ID": call_id, "USER_ID": "1269", "DURATION": "95", "STATUS_CODE": "200"})
+    assert cmds["attach"] == ("telephony.externalCall.attachRecord", {"CALL_ID": call_id, "RECORD_URL": RECORDING_LINK})
+    assert calls(mock, "batch")[0]["auth"] == ACCESS_1
+    assert await storage(h.gw, MEMBER).get("call", f"{conn}|pc1") == {
+        "crm_call_id": call_id, "user_id": 1269, "finished": True, "recording": True}
+    assert calls(mock, "telephony.externalCall.finish") == []
     assert any(getattr(r, "code", None) == "LEAD_CREATION_ERROR" for r in caplog.records)  # logged, not ignored
 
     # uninstall: the tenant and everything of it goes
@@ -166,20 +174,43 @@ async def test_whole_inbound_call_then_uninstall_leaves_nothing(gateway_harness:
 async def test_call_first_seen_at_its_end_is_registered_then_finished(gateway_harness: Any, mock: Any) -> None:
     h, _, conn = await start(gateway_harness, mock)
     mock.post(PORTAL + "user.get", payload=ok([B24_USER]))
-    mock.post(PORTAL + "telephony.externalCall.register", payload=ok({"CALL_ID": "externalCall.a.1"}))
-    mock.post(PORTAL + "telephony.externalCall.finish",
-              payload={"error": "", "error_description": "Call is not found (call should be registered prior to finishing"},
-              status=400)
+    mock.post(PORTAL + "batch", payload=batch_answer(
+        {"register": {"CALL_ID": "externalCall.a.1", "CRM_ENTITY_TYPE": "CONTACT", "CRM_ENTITY_ID": 797}},
+        {"finish": {"error": "", "error_description": "Call is not found (call should be registered prior to finishing"}}))
     await post_call(h, conn, call_event("e1", "pc2", "ended", outcome="missed", **{"from": CALLER, "user": "u1"}))
-    await wait_until(lambda: len(calls(mock, "telephony.externalCall.finish")) == 1)
-    (reg,) = calls(mock, "telephony.externalCall.register")
-    assert reg["SHOW"] == 0  # no card for a call that is over
-    (fin,) = calls(mock, "telephony.externalCall.finish")
-    assert fin["STATUS_CODE"] == "304" and fin["DURATION"] == 0
-    # the unknown-call answer is handled: nothing is retried or dead-lettered
+    await wait_until(lambda: len(batches(mock)) == 1)
+    ((halt, cmds),) = batches(mock)
+    assert halt == 1 and list(cmds) == ["register", "finish"]  # one request, register first
+    method, reg = cmds["register"]
+    assert method == "telephony.externalCall.register" and reg["SHOW"] == "0"  # no card for a call that is over
+    assert reg["PHONE_NUMBER"] == CALLER and reg["EXTERNAL_CALL_ID"].startswith("fakesrc-")
+    method, fin = cmds["finish"]
+    assert method == "telephony.externalCall.finish"
+    assert fin == {"CALL_ID": "$result[register][CALL_ID]", "USER_ID": "1269", "DURATION": "0", "STATUS_CODE": "304"}
+    # the unknown-call answer (empty error code) is handled: nothing is retried or dead-lettered
     await wait_until(lambda: h.gw.dispatcher.depth == 0)
     assert await h.admin("GET", "/deadletters", expect=200) in ([], {"dead_letters": []}, {"items": []})
-    assert len(calls(mock, "telephony.externalCall.register")) == 1
+    assert len(batches(mock)) == 1 and calls(mock, "telephony.externalCall.register") == []
+    record = await storage(h.gw, MEMBER).get("call", f"{conn}|pc2")
+    assert record == {"crm_call_id": "externalCall.a.1", "user_id": 1269, "finished": True}
+
+
+async def test_batch_failing_after_register_keeps_the_call_id_and_retries_only_finish(
+        gateway_harness: Any, mock: Any) -> None:
+    h, _, conn = await start(gateway_harness, mock)
+    mock.post(PORTAL + "user.get", payload=ok([B24_USER]))
+    mock.post(PORTAL + "batch", payload=batch_answer(
+        {"register": {"CALL_ID": "externalCall.p.1"}},
+        {"finish": {"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"}}))
+    mock.post(PORTAL + "telephony.externalCall.finish", payload=ok({"CALL_ID": "externalCall.p.1"}))
+    await post_call(h, conn, call_event("e1", "pc9", "ended", outcome="answered", duration=30,
+                                        **{"from": CALLER, "user": "u1"}))
+    await wait_until(lambda: len(calls(mock, "telephony.externalCall.finish")) == 1, timeout=15)
+    (fin,) = calls(mock, "telephony.externalCall.finish")
+    assert fin["CALL_ID"] == "externalCall.p.1" and fin["STATUS_CODE"] == "200" and fin["DURATION"] == 30
+    assert len(batches(mock)) == 1 and calls(mock, "telephony.externalCall.register") == []
+    await wait_until(lambda: h.gw.dispatcher.depth == 0)
+    assert (await storage(h.gw, MEMBER).get("call", f"{conn}|pc9"))["finished"] is True
 
 
 async def test_rate_limit_answer_is_retried_without_registering_twice(gateway_harness: Any, mock: Any) -> None:
@@ -303,16 +334,37 @@ async def test_callback_form_registers_type_4_and_originates(gateway_harness: An
 async def test_recording_event_attaches_after_finish_only(gateway_harness: Any, mock: Any) -> None:
     h, _, conn = await start(gateway_harness, mock)
     mock.post(PORTAL + "user.get", payload=ok([B24_USER]))
-    mock.post(PORTAL + "telephony.externalCall.register", payload=ok({"CALL_ID": "externalCall.r.1"}))
-    mock.post(PORTAL + "telephony.externalCall.finish", payload=ok({"CALL_ID": "externalCall.r.1"}))
+    mock.post(PORTAL + "batch", payload=batch_answer({"register": {"CALL_ID": "externalCall.r.1"},
+                                                      "finish": {"CALL_ID": "externalCall.r.1"}}))
     mock.post(PORTAL + "telephony.externalCall.attachRecord", payload=ok({"FILE_ID": 9}))
     await post_call(h, conn, call_event("e1", "pr1", "ended", outcome="voicemail", duration=12,
                                         **{"from": CALLER, "user": "u1"}))
     await post_call(h, conn, call_event("e2", "pr1", "recording", recording="ref-9", **{"from": CALLER, "user": "u1"}))
     await wait_until(lambda: len(calls(mock, "telephony.externalCall.attachRecord")) == 1)
-    assert calls(mock, "telephony.externalCall.finish")[0]["STATUS_CODE"] == "304"
+    ((_, cmds),) = batches(mock)
+    assert cmds["finish"][1]["STATUS_CODE"] == "304"
     assert rest_methods(mock)[-1] == "telephony.externalCall.attachRecord"
+    assert calls(mock, "telephony.externalCall.attachRecord")[0]["CALL_ID"] == "externalCall.r.1"
     # a recording for a call never finished in Bitrix24 is dropped, not attached
     await post_call(h, conn, call_event("e3", "pr2", "recording", recording="ref-10", **{"from": CALLER, "user": "u1"}))
     await wait_until(lambda: h.gw.dispatcher.depth == 0)
     assert len(calls(mock, "telephony.externalCall.attachRecord")) == 1
+
+
+async def test_auth_error_inside_a_batch_pauses_the_tenant(gateway_harness: Any, mock: Any) -> None:
+    h, _, conn = await start(gateway_harness, mock)
+    mock.post(PORTAL + "user.get", payload=ok([B24_USER]))
+    mock.post(PORTAL + "batch", payload=batch_answer(
+        {}, {"register": {"error": "insufficient_scope", "error_description": "The request requires higher privileges"}}))
+    await post_call(h, conn, call_event("e1", "pa1", "ended", outcome="answered", duration=5,
+                                        **{"from": CALLER, "user": "u1"}))
+    await wait_until(lambda: len(batches(mock)) == 1)
+
+    async def paused() -> bool:
+        return (await h.admin("GET", f"/tenants/{MEMBER}", expect=200))["status"] == "paused"
+    for _ in range(200):
+        if await paused():
+            break
+        await asyncio.sleep(0.02)
+    assert await paused()
+    assert await storage(h.gw, MEMBER).get("call", f"{conn}|pa1") is None  # nothing half-written

@@ -131,3 +131,35 @@ def test_oauth() -> None:
         parse_oauth(400, body({"error": "invalid_grant", "error_description": "Invalid grant"}), now=0)
     with pytest.raises(RetryableError):
         parse_oauth(502, b"<html>bad gateway</html>", now=0)
+
+
+def test_batch_commands_keep_order_encode_values_and_pass_references() -> None:
+    from urllib.parse import parse_qsl
+
+    from gateway_bitrix24.batch import Ref, batch_params
+    body = batch_params({
+        "register": ("telephony.externalCall.register", {"PHONE_NUMBER": "+4922112345678", "TYPE": 2}),
+        "attach": ("telephony.externalCall.attachRecord",
+                   {"CALL_ID": Ref("register", "CALL_ID"), "RECORD_URL": "https://r.test/a.mp3?x=1&y=2"})})
+    assert body["halt"] == 1 and list(body["cmd"]) == ["register", "attach"]
+    method, _, query = body["cmd"]["attach"].partition("?")
+    assert method == "telephony.externalCall.attachRecord"
+    assert "CALL_ID=$result[register][CALL_ID]" in query  # the reference is sent as is
+    assert dict(parse_qsl(query)) == {"CALL_ID": "$result[register][CALL_ID]",
+                                      "RECORD_URL": "https://r.test/a.mp3?x=1&y=2"}
+    assert dict(parse_qsl(body["cmd"]["register"].partition("?")[2])) == {"PHONE_NUMBER": "+4922112345678", "TYPE": "2"}
+    with pytest.raises(ValueError):
+        batch_params({})
+
+
+def test_batch_answers_per_command() -> None:
+    from gateway_bitrix24.batch import parse_batch
+    answer = parse_batch({"result": {"register": {"CALL_ID": "externalCall.a.1"}},
+                          "result_error": {"finish": {"error": "", "error_description": "Call is not found"}},
+                          "result_total": [], "result_next": [], "result_time": []})
+    assert answer.ran("register") and not answer.ran("finish") and not answer.ran("attach")
+    assert answer.errors["finish"].code == "" and is_call_unknown(answer.errors["finish"].description)
+    empty = parse_batch({"result": [], "result_error": []})  # PHP's empty arrays
+    assert empty.results == {} and empty.errors == {}
+    with pytest.raises(RetryableError):
+        parse_batch("<html>")
