@@ -18,6 +18,7 @@ from .appkeys import GATEWAY
 from .errors import BadRequest, Forbidden, GatewayError, NotFound, Unauthorized
 from .http import error_response, json_response, read_json
 from .models import Connection
+from .privacy import Subject, breach, rights
 
 log = logging.getLogger("gateway.admin")
 
@@ -46,19 +47,49 @@ def _token_scope(request: web.Request) -> str | None:
 
 @web.middleware
 async def admin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every admin request needs a bearer token; every one, refused or not, is audited."""
     if not request.path.startswith("/admin/"):
         return await handler(request)
+    scope: str | None = None
+    authenticated = False
+    status = 500
     try:
         scope = _token_scope(request)
+        authenticated = True
         request[ADMIN_SCOPE] = scope
         tenant = request.match_info.get("tenant")
         if tenant is not None and scope is not None and tenant != scope:
             raise Forbidden("this token is scoped to another tenant")
-        return await handler(request)
+        response = await handler(request)
+        status = response.status
+        return response
     except GatewayError as exc:
         if exc.status >= 500:
             log.error("admin request failed", extra={"error": type(exc).__name__})
-        return error_response(exc)
+        response = error_response(exc)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        await _audit_access(request, status, scope, authenticated)
+
+
+def route_pattern(request: web.Request) -> str:
+    """The route's pattern (``/admin/v1/tenants/{tenant}``), never the raw path with its ids."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "(no route)"
+
+
+async def _audit_access(request: web.Request, status: int, scope: str | None, authenticated: bool) -> None:
+    gw = request.app[GATEWAY]
+    kind = "none" if not authenticated else ("operator" if scope is None else "tenant")
+    try:
+        await gw.audit("admin.access", tenant=scope, batch=True, method=request.method,
+                       route=route_pattern(request), status=status, scope=kind)
+    except Exception as exc:  # auditing must not turn an answered request into a failure
+        log.error("could not audit an admin request", extra={"error": type(exc).__name__})
 
 
 def _operator_only(request: web.Request) -> None:
@@ -94,7 +125,7 @@ async def create_tenant(request: web.Request) -> web.Response:
     tenant = data.get("id")
     if not isinstance(tenant, str) or not _TENANT_ID.match(tenant):
         raise BadRequest("id must be 1-128 characters of letters, digits, '.', '_' or '-'")
-    created = await request.app[GATEWAY].store.create_tenant(tenant)
+    created = await request.app[GATEWAY].create_tenant(tenant)
     return json_response({"id": created.id, "status": created.status}, status=201)
 
 
@@ -203,6 +234,67 @@ async def replay_dead_letter(request: web.Request) -> web.Response:
     return json_response({"replayed": delivery_id})
 
 
+def _subject(data: dict[str, Any]) -> Subject:
+    phone, email = data.get("phone"), data.get("email")
+    if not isinstance(phone, (str, type(None))) or not isinstance(email, (str, type(None))):
+        raise BadRequest("phone and email must be strings")
+    if phone is not None and len(phone) > 64:
+        raise BadRequest("phone is not a phone number")
+    return Subject.parse(phone=phone, email=email)
+
+
+def subject_handler(operation: str) -> Handler:
+    """``POST .../subjects/{operation}``: a data-subject request of the tenant's controller."""
+    async def handle(request: web.Request) -> web.Response:
+        tenant = _tenant_arg(request)
+        data = await read_json(request)
+        result = await rights.run(request.app[GATEWAY], operation, tenant, _subject(data),
+                                  data.get("changes"))
+        return json_response(result)
+    handle.__doc__ = SUBJECT_OPERATIONS[operation]
+    return handle
+
+
+SUBJECT_OPERATIONS = {
+    "export": "Everything the gateway and its plugins hold about the person (access, portability).",
+    "erase": "Delete everything about the person: call events, user entries, plugin records.",
+    "rectify": "Correct the name, e-mail or extension of the telephony user who is the person.",
+    "restrict": "Stop forwarding events involving the person to the CRM until lifted or erased.",
+    "object": "Record an objection; treated as a restriction until lifted or erased.",
+    "unrestrict": "Lift a restriction or objection.",
+}
+
+
+async def list_audit(request: web.Request) -> web.Response:
+    """Audit entries in order; a tenant-scoped token sees its own tenant's only."""
+    gw = request.app[GATEWAY]
+    scope = request[ADMIN_SCOPE]
+    try:
+        after = int(request.query.get("after", "0"))
+        limit = min(int(request.query.get("limit", "1000")), 10000)
+    except ValueError:
+        raise BadRequest("after and limit are integers") from None
+    await gw.store.flush_audit()
+    ref = await gw.store.audit_ref(scope) if scope is not None else None
+    if scope is not None and ref is None:
+        raise NotFound("unknown tenant")
+    entries = await gw.store.audit_entries(after=after, limit=limit, tenant_ref=ref)
+    return json_response({"entries": [e.to_dict() for e in entries]})
+
+
+async def breach_report(request: web.Request) -> web.Response:
+    """Counts of what was held in a window, per tenant (operator only)."""
+    _operator_only(request)
+    since = breach.parse_time(request.query.get("since", ""), "since")
+    until = breach.parse_time(request.query.get("until", ""), "until")
+    return json_response(await breach.report(request.app[GATEWAY], since, until))
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    from .openapi import document
+    return json_response(document(request.app))
+
+
 def setup(app: web.Application) -> None:
     r = app.router
     p = "/admin/v1"
@@ -219,3 +311,8 @@ def setup(app: web.Application) -> None:
     r.add_delete(f"{p}/tenants/{{tenant}}/sinks/{{plugin}}", delete_sink)
     r.add_get(f"{p}/deadletters", list_dead_letters)
     r.add_post(f"{p}/deadletters/{{delivery_id}}/replay", replay_dead_letter)
+    for operation in SUBJECT_OPERATIONS:
+        r.add_post(f"{p}/tenants/{{tenant}}/subjects/{operation}", subject_handler(operation))
+    r.add_get(f"{p}/audit", list_audit)
+    r.add_get(f"{p}/breach-report", breach_report)
+    r.add_get(f"{p}/openapi.json", openapi_document)

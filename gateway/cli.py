@@ -16,6 +16,7 @@ import orjson
 
 from .config import Config
 from .errors import GatewayError
+from .privacy.rights import OPERATIONS
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
@@ -48,6 +49,26 @@ def _parser() -> _Parser:
     dl.add_argument("--tenant")
     dr = dead_sub.add_parser("replay", help="queue dead letters again")
     dr.add_argument("ids", nargs="+", type=int)
+    sub.add_parser("purge", help="delete call records past the retention period, now")
+    subject = sub.add_parser("subject", help="data-subject requests of a tenant's controller")
+    subject.add_argument("operation", choices=OPERATIONS)
+    subject.add_argument("--tenant", required=True)
+    who = subject.add_mutually_exclusive_group(required=True)
+    who.add_argument("--phone")
+    who.add_argument("--email")
+    subject.add_argument("--name", help="rectify: the corrected name")
+    subject.add_argument("--new-email", help="rectify: the corrected e-mail")
+    subject.add_argument("--extension", help="rectify: the corrected extension")
+    audit = sub.add_parser("audit", help="the tamper-evident audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, parser_class=_Parser)
+    al = audit_sub.add_parser("list", help="print entries as JSON lines")
+    al.add_argument("--tenant")
+    al.add_argument("--after", type=int, default=0, help="only entries after this sequence number")
+    audit_sub.add_parser("verify", help="check the hash chain; exit 1 naming the first broken entry")
+    breach = sub.add_parser("breach-report", help="what was held in a window, per tenant, as counts")
+    breach.add_argument("--since", required=True, help="ISO-8601 date or date-time (UTC if no zone)")
+    breach.add_argument("--until", required=True, help="ISO-8601 date or date-time (UTC if no zone)")
+    breach.add_argument("--format", choices=("json", "text"), default="text")
     return p
 
 
@@ -147,7 +168,12 @@ def cmd_keys(config: Config, args: argparse.Namespace) -> int:
             print(f"re-wrapped {done}/{total} tenant keys", file=sys.stderr, flush=True)
         return int(await gw.store.rotate_keys(progress))
 
-    n = _with_gateway(config, rotate)
+    async def rotate_and_audit(gw: Any) -> int:
+        n = await rotate(gw)
+        await gw.audit("keys.rotated", rewrapped=n, master_key_id=_current_key_id(config))
+        return n
+
+    n = _with_gateway(config, rotate_and_audit)
     print(f"rotation complete: {n} tenant keys re-wrapped under master key "
           f"{_current_key_id(config)}")
     return 0
@@ -172,9 +198,100 @@ def cmd_deadletters(config: Config, args: argparse.Namespace) -> int:
     return int(_with_gateway(config, body))
 
 
+class _Progress:
+    """Purge progress on stderr: a bar redrawn in place on a terminal, else a line per batch."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        share = self.done / self.total if self.total else 1.0
+        if self.tty:
+            bar = "#" * int(share * 30)
+            sys.stderr.write(f"\rpurging [{bar:<30}] {self.done}/{self.total} call records")
+        else:
+            sys.stderr.write(f"purged {self.done}/{self.total} call records\n")
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        if self.tty and self.done:
+            sys.stderr.write("\n")
+
+
+def cmd_purge(config: Config, args: argparse.Namespace) -> int:
+    async def body(gw: Any) -> int:
+        cutoff = gw.retention_cutoff()
+        progress = _Progress(await gw.store.count_expired(int(cutoff.timestamp() * 1000)))
+        counts = await gw.purge(progress=progress)
+        progress.finish()
+        summary = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items())
+        print(f"purged call records received before {cutoff.isoformat(timespec='seconds')}: {summary}")
+        return 0
+    return int(_with_gateway(config, body))
+
+
+def cmd_subject(config: Config, args: argparse.Namespace) -> int:
+    from .privacy import Subject, rights
+
+    subject = Subject.parse(phone=args.phone, email=args.email)
+    changes = {name: value for name, value in (("name", args.name), ("email", args.new_email),
+                                               ("extension", args.extension)) if value is not None}
+
+    async def body(gw: Any) -> int:
+        result = await rights.run(gw, args.operation, args.tenant, subject, changes or None)
+        print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+        if result.get("incomplete"):
+            print(f"gateway: plugins failed: {', '.join(result['incomplete'])}", file=sys.stderr)
+            return EXIT_ERROR
+        return 0
+    return int(_with_gateway(config, body))
+
+
+def cmd_audit(config: Config, args: argparse.Namespace) -> int:
+    from .audit import verify
+
+    async def body(gw: Any) -> int:
+        if args.audit_command == "list":
+            ref = None
+            if args.tenant is not None:
+                ref = await gw.store.audit_ref(args.tenant)
+                if ref is None:
+                    raise GatewayError("unknown tenant")
+            for entry in await gw.store.audit_entries(after=args.after, tenant_ref=ref):
+                print(orjson.dumps(entry.to_dict()).decode())
+            return 0
+        verdict = verify(await gw.store.audit_entries())
+        if not verdict.ok:
+            print(f"gateway: {verdict.line()}", file=sys.stderr)
+            return EXIT_ERROR
+        print(verdict.line())
+        return 0
+    return int(_with_gateway(config, body))
+
+
+def cmd_breach(config: Config, args: argparse.Namespace) -> int:
+    from .privacy import breach
+
+    since = breach.parse_time(args.since, "--since")
+    until = breach.parse_time(args.until, "--until")
+
+    async def body(gw: Any) -> int:
+        doc = await breach.report(gw, since, until)
+        if args.format == "json":
+            print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+        else:
+            sys.stdout.write(breach.as_text(doc))
+        return 0
+    return int(_with_gateway(config, body))
+
+
 COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "serve": cmd_serve, "plugins": cmd_plugins, "config": cmd_config, "keys": cmd_keys,
-    "deadletters": cmd_deadletters,
+    "deadletters": cmd_deadletters, "purge": cmd_purge, "subject": cmd_subject, "audit": cmd_audit,
+    "breach-report": cmd_breach,
 }
 
 

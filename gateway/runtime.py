@@ -15,7 +15,8 @@ import pluggy
 from . import metrics
 from .config import Config
 from .delivery import Dispatcher
-from .errors import BadRequest, GatewayError, NotFound, PluginError
+from .audit import check_action, clean_details
+from .errors import BadRequest, Conflict, GatewayError, NotFound, PluginError
 from .events import CallEvent, CallState
 from .models import Connection, SinkBinding, TelephonyUser, Tenant
 from .plugins import PluginInfo, Registry, await_all
@@ -27,6 +28,8 @@ from .store.sqlite import now_ms
 log = logging.getLogger("gateway")
 
 RETENTION_INTERVAL = 3600.0
+#: how often batched audit entries (admin access) are written at the latest
+AUDIT_FLUSH_INTERVAL = 10.0
 _EVENTS_BY_STATE = {state: metrics.EVENTS.labels(state.value) for state in CallState}
 
 
@@ -80,6 +83,8 @@ class Gateway:
                     self._every(task.name, task.interval, task.func), name=f"task-{task.name}"))
             self._background.append(asyncio.create_task(
                 self._every("retention", RETENTION_INTERVAL, lambda gw: gw.purge()), name="retention"))
+            self._background.append(asyncio.create_task(
+                self._every("audit", AUDIT_FLUSH_INTERVAL, lambda gw: gw.store.flush_audit()), name="audit"))
         self.started = True
 
     async def close(self) -> None:
@@ -165,7 +170,16 @@ class Gateway:
 
     async def ensure_tenant(self, tenant: str) -> None:
         """Create the tenant (and its data key) unless it exists."""
-        await self.store.ensure_tenant(tenant)
+        try:
+            await self.create_tenant(tenant)
+        except Conflict:
+            pass
+
+    async def create_tenant(self, tenant: str) -> Tenant:
+        """Create the tenant and its data key; :class:`Conflict` when it exists. Audited."""
+        created = await self.store.create_tenant(tenant)
+        await self.audit("tenant.installed", tenant=tenant)
+        return created
 
     async def bind_sink(self, tenant: str, plugin: str, settings: dict[str, Any]) -> SinkBinding:
         """Route the tenant's events to the sink ``plugin`` (replacing its settings if bound)."""
@@ -202,6 +216,18 @@ class Gateway:
     async def logout_user(self, connection: Connection, user_id: str) -> None:
         """Keep only the user's id with status ``logged_out``: name and e-mail go at once."""
         await self.store.put_user(connection, TelephonyUser(user_id, status="logged_out"))
+        await self.store.checkpoint()  # the old ciphertext leaves the WAL too
+        await self.audit("user.logout", tenant=connection.tenant, connection=connection.id,
+                         plugin=connection.plugin)
+
+    async def audit(self, action: str, *, tenant: str | None = None, batch: bool = False,
+                    **ids: Any) -> None:
+        """Append to the tamper-evident audit log: ``action`` is a short dotted name
+        (``user.login``), ``ids`` are ids, plugin names and counts. Never pass numbers,
+        e-mails, names, tokens or links (strings are redacted as a safety net). ``batch``
+        writes the entry with the next one or within seconds (for frequent entries)."""
+        ref = await self.store.audit_ref(tenant) if tenant is not None else None
+        await self.store.append_audit(check_action(action), ref, clean_details(ids), defer=batch)
 
     async def user_for(self, event: CallEvent) -> TelephonyUser | None:
         """The telephony user an event belongs to, from its source's directory."""
@@ -231,8 +257,10 @@ class Gateway:
             raise NotFound("unknown tenant")
         draft = Connection(self.store.new_connection_id(), tenant, plugin, dict(settings))
         stored = await source.connect(self, draft)
-        return await self.store.add_connection(
+        created = await self.store.add_connection(
             Connection(draft.id, tenant, plugin, dict(stored)))
+        await self.audit("connection.created", tenant=tenant, connection=created.id, plugin=plugin)
+        return created
 
     async def disconnect(self, connection_id: str) -> None:
         conn = await self.connection(connection_id)
@@ -244,6 +272,7 @@ class Gateway:
                 log.warning("plugin failed to disconnect cleanly", extra={
                     "plugin": conn.plugin, "error": type(exc).__name__})
         await self.store.delete_connection(connection_id)
+        await self.audit("connection.removed", tenant=conn.tenant, connection=conn.id, plugin=conn.plugin)
 
     async def remove_tenant(self, tenant: str) -> dict[str, int]:
         """Uninstall: plugins forget the tenant, then the core crypto-shreds it."""
@@ -261,7 +290,11 @@ class Gateway:
             await await_all(self.pm.hook.tenant_removed(gateway=self, tenant=tenant))
         except Exception as exc:
             log.warning("a plugin failed while forgetting a tenant", extra={"error": type(exc).__name__})
-        return await self.store.remove_tenant(tenant)
+        ref = await self.store.audit_ref(tenant)
+        counts = await self.store.remove_tenant(tenant)
+        await self.store.append_audit("tenant.removed", ref, clean_details({"deleted": counts}))
+        await self.store.checkpoint()
+        return counts
 
     async def accept(self, connection: Connection, request: WebhookRequest) -> int:
         """The webhook path after HTTP checks: verify and parse, then store durably."""
@@ -308,7 +341,7 @@ class Gateway:
     async def purge(self, *, now: datetime | None = None,
                     progress: Any = None) -> dict[str, int]:
         """Retention: delete call records older than the retention period, in every plugin too."""
-        cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=self.config.retention_days)
+        cutoff = self.retention_cutoff(now)
         started = time.monotonic()
         counts = await self.store.purge_before(int(cutoff.timestamp() * 1000), progress=progress)
         for result in await await_all(self.pm.hook.purge_expired(gateway=self, cutoff=cutoff)):
@@ -317,7 +350,12 @@ class Gateway:
         for kind, n in counts.items():
             metrics.PURGED.labels(kind).inc(n)
         log.info("retention purge finished", extra={**counts, "seconds": round(time.monotonic() - started, 3)})
+        await self.audit("retention.purge", deleted=counts)
         return counts
+
+    def retention_cutoff(self, now: datetime | None = None) -> datetime:
+        """Call records received before this moment are past the retention period."""
+        return (now or datetime.now(timezone.utc)) - timedelta(days=self.config.retention_days)
 
     def count(self, what: str, *, plugin: str, outcome: str = "ok") -> None:
         """Count a plugin happening in the metrics. ``what`` is one of ``token_refresh``

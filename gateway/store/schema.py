@@ -95,6 +95,33 @@ MIGRATIONS: tuple[str, ...] = (
         expires_at BIGINT NOT NULL
     );
     """,
+    # 2: privacy: blind indexes on events for data-subject requests, restrictions, audit log
+    """
+    ALTER TABLE tenants ADD COLUMN audit_ref TEXT;
+    ALTER TABLE events ADD COLUMN remote_key TEXT;
+    ALTER TABLE events ADD COLUMN local_key TEXT;
+    ALTER TABLE events ADD COLUMN user_key TEXT;
+    ALTER TABLE events ADD COLUMN restricted INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX events_remote ON events (tenant, remote_key);
+    CREATE TABLE restrictions (
+        tenant TEXT NOT NULL,
+        subject_key TEXT NOT NULL,
+        match_key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (tenant, subject_key, match_key)
+    );
+    CREATE INDEX restrictions_match ON restrictions (match_key);
+    CREATE TABLE audit_log (
+        seq BIGINT PRIMARY KEY,
+        at BIGINT NOT NULL,
+        action TEXT NOT NULL,
+        tenant_ref TEXT,
+        details TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

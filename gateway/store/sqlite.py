@@ -20,8 +20,9 @@ import sqlite3
 import aiosqlite
 import orjson
 
+from ..audit import GENESIS, AuditEntry, canonical, chain_hash
 from ..errors import Conflict, NotFound, StoreError
-from ..events import CallEvent
+from ..events import ANONYMOUS, CallEvent
 from ..models import Connection, SinkBinding, TelephonyUser, Tenant
 from .crypto import MasterKeyring, TenantKeys, new_data_key
 from .records import DeadLetter, PendingDelivery
@@ -45,6 +46,13 @@ def _dumps(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
+def phone_key(keys: TenantKeys, number: str | None) -> str | None:
+    """The blind index of a phone number, or ``None`` for no number or an anonymous caller."""
+    if not number or number == ANONYMOUS:
+        return None
+    return keys.blind_index("phone", number)
+
+
 def _pending(row: Any, event: CallEvent | None = None) -> PendingDelivery:
     """A ``deliveries`` row joined with its event's dedup key (in the SELECT order used here)."""
     return PendingDelivery(id=row[0], event_seq=row[1], tenant=row[2], sink=row[3], call_key=row[4],
@@ -63,6 +71,8 @@ class SQLiteStore:
         self._keys: dict[str, TenantKeys] = {}
         self._connections: dict[str, Connection] = {}
         self._bindings: dict[str, list[SinkBinding]] = {}
+        self._audit_refs: dict[str, str] = {}
+        self._audit_pending: list[tuple[int, str, str | None, dict[str, Any]]] = []
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -90,7 +100,10 @@ class SQLiteStore:
 
     async def close(self) -> None:
         if self.writer is not None:
-            await self.writer.stop()
+            try:
+                await self.flush_audit()
+            finally:
+                await self.writer.stop()
             self.writer = None
         if self._r is not None:
             await self._r.close()
@@ -224,7 +237,7 @@ class SQLiteStore:
             counts: dict[str, int] = {}
             conn.execute(
                 "DELETE FROM deliveries WHERE tenant=?", (tenant,))
-            for table in ("events", "telephony_users", "records", "sinks", "connections"):
+            for table in ("events", "telephony_users", "records", "sinks", "connections", "restrictions"):
                 cur = conn.execute(f"DELETE FROM {table} WHERE tenant=?", (tenant,))
                 counts[table] = cur.rowcount
             conn.execute("DELETE FROM leases WHERE name LIKE ?", (f"{tenant}\x1f%",))
@@ -234,6 +247,7 @@ class SQLiteStore:
         counts = await self.w.submit(job)
         self._keys.pop(tenant, None)
         self._bindings.pop(tenant, None)
+        self._audit_refs.pop(tenant, None)
         for cid in [c for c, conn in self._connections.items() if conn.tenant == tenant]:
             self._connections.pop(cid, None)
         await self.checkpoint()
@@ -374,7 +388,11 @@ class SQLiteStore:
     # --- events and deliveries -------------------------------------------------------------
 
     async def ingest(self, connection: Connection, events: list[CallEvent], received_at: int) -> None:
-        """Store events durably (deduplicated) and queue one delivery per bound sink."""
+        """Store events durably (deduplicated) and queue one delivery per bound sink.
+
+        Each event carries blind indexes of its remote and local number and its telephony user,
+        so data-subject requests find it and restrictions apply at ingest.
+        """
         if not events:
             return
         keys = await self.keys(connection.tenant)
@@ -383,21 +401,49 @@ class SQLiteStore:
             dedup = keys.blind_index("event", f"{connection.id}\x1f{ev.event_id}")
             call_key = keys.blind_index("call", f"{connection.id}\x1f{ev.call_id}")
             payload = keys.encrypt("events", "payload", dedup, ev.to_json())
-            rows.append(((connection.tenant, connection.id, dedup, call_key, payload, received_at), ev))
+            rows.append(((connection.tenant, connection.id, dedup, call_key, payload, received_at,
+                          phone_key(keys, ev.remote_number), phone_key(keys, ev.local_number),
+                          keys.blind_index("user", f"{connection.id}\x1f{ev.local_user}")
+                          if ev.local_user else None), ev))
         await self.w.submit_ingest(rows)
 
+    @staticmethod
+    def _restricted_keys(conn: sqlite3.Connection, rows: list[Any]) -> set[tuple[str, str]]:
+        """(tenant, key) pairs of the batch that are under restriction: one lookup per batch."""
+        if conn.execute("SELECT 1 FROM restrictions LIMIT 1").fetchone() is None:
+            return set()
+        wanted = sorted({k for r, _ in rows for k in r[6:9] if k})
+        found: set[tuple[str, str]] = set()
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            found.update(conn.execute(
+                f"SELECT tenant, match_key FROM restrictions WHERE match_key IN ({','.join('?' * len(chunk))})",
+                chunk).fetchall())
+        return found
+
     def _ingest_rows(self, conn: sqlite3.Connection, rows: list[Any]) -> list[PendingDelivery]:
-        """In the writer thread: insert events (duplicates ignored), queue their deliveries."""
+        """In the writer thread: insert events (duplicates ignored), queue their deliveries.
+
+        An event about a restricted person keeps only what deduplication needs (no payload)
+        and gets no delivery.
+        """
         before = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+        restricted = self._restricted_keys(conn, rows)
+        values = []
+        for r, _ in rows:
+            if restricted and any((r[0], k) in restricted for k in r[6:9] if k):
+                values.append((*r[:4], b"", *r[5:], 1))
+            else:
+                values.append((*r, 0))
         conn.executemany(
-            "INSERT INTO events (tenant, connection, dedup_key, call_key, payload, received_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dedup_key) DO NOTHING",
-            [r for r, _ in rows])
+            "INSERT INTO events (tenant, connection, dedup_key, call_key, payload, received_at, "
+            "remote_key, local_key, user_key, restricted) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedup_key) DO NOTHING", values)
         conn.execute(
             "INSERT INTO deliveries (event_seq, tenant, sink, call_key, state, attempts, next_at, "
             "received_at, since, updated_at) SELECT e.seq, e.tenant, s.plugin, e.call_key, 'pending', 0, "
             "e.received_at, e.received_at, e.received_at, e.received_at FROM events e JOIN sinks s ON s.tenant = e.tenant "
-            "WHERE e.seq > ?", (before,))
+            "WHERE e.seq > ? AND e.restricted = 0", (before,))
         fresh = conn.execute(
             "SELECT d.id, d.event_seq, d.tenant, d.sink, d.call_key, d.attempts, d.next_at, "
             "d.received_at, d.since, e.dedup_key FROM deliveries d JOIN events e ON e.seq = d.event_seq "
@@ -645,6 +691,183 @@ class SQLiteStore:
                 break
         await self.checkpoint()
         return counts
+
+    async def count_expired(self, cutoff_ms: int) -> int:
+        """How many events the next purge with this cutoff deletes (for progress bars)."""
+        row = await self._one("SELECT COUNT(*) FROM events WHERE received_at < ?", (cutoff_ms,))
+        return int(row[0])
+
+    # --- data subjects ---------------------------------------------------------------------
+
+    async def subject_events(self, tenant: str, phone: str | None,
+                             user_keys: Iterable[str] = ()) -> list[tuple[int, int, CallEvent | None]]:
+        """Events of the tenant about a phone number or its telephony users:
+        ``(seq, received_at, event)``; ``event`` is ``None`` for a restricted (payload-free) one."""
+        keys = await self.keys(tenant)
+        where, args = self._subject_where(keys, phone, user_keys)
+        if not where:
+            return []
+        rows = await self._all(
+            f"SELECT seq, received_at, dedup_key, payload FROM events WHERE tenant=? AND ({where}) ORDER BY seq",
+            [tenant, *args])
+        return [(r[0], r[1], CallEvent.from_dict(orjson.loads(keys.decrypt("events", "payload", r[2], r[3])))
+                 if r[3] else None) for r in rows]
+
+    @staticmethod
+    def _subject_where(keys: TenantKeys, phone: str | None, user_keys: Iterable[str]) -> tuple[str, list[str]]:
+        clauses, args = [], []
+        pkey = phone_key(keys, phone)
+        if pkey is not None:
+            clauses.append("remote_key=? OR local_key=?")
+            args += [pkey, pkey]
+        ukeys = list(user_keys)
+        if ukeys:
+            clauses.append(f"user_key IN ({','.join('?' * len(ukeys))})")
+            args += ukeys
+        return " OR ".join(clauses), args
+
+    async def delete_subject_events(self, tenant: str, phone: str | None,
+                                    user_keys: Iterable[str] = ()) -> dict[str, int]:
+        """Erase the events (and their deliveries) found by :meth:`subject_events`."""
+        keys = await self.keys(tenant)
+        where, args = self._subject_where(keys, phone, user_keys)
+        if not where:
+            return {"events": 0, "deliveries": 0}
+
+        def job(conn: sqlite3.Connection) -> dict[str, int]:
+            seqs = f"SELECT seq FROM events WHERE tenant=? AND ({where})"
+            d = conn.execute(f"DELETE FROM deliveries WHERE event_seq IN ({seqs})", [tenant, *args])
+            e = conn.execute(f"DELETE FROM events WHERE tenant=? AND ({where})", [tenant, *args])
+            return {"events": e.rowcount, "deliveries": d.rowcount}
+        counts = await self.w.submit(job)
+        await self.checkpoint()
+        return counts
+
+    async def tenant_users(self, tenant: str) -> list[tuple[str, str, TelephonyUser]]:
+        """Every telephony user of the tenant: ``(connection id, user id key, user)``."""
+        keys = await self.keys(tenant)
+        rows = await self._all(
+            "SELECT connection, user_id_key, data, status FROM telephony_users WHERE tenant=?", (tenant,))
+        return [(r[0], r[1], self._user_from_row(keys, r[0], r[1], r[2], r[3])) for r in rows]
+
+    async def delete_user_keys(self, tenant: str, user_keys: Iterable[tuple[str, str]]) -> int:
+        """Delete telephony users by ``(connection id, user id key)``."""
+        pairs = list(user_keys)
+
+        def job(conn: sqlite3.Connection) -> int:
+            return sum(conn.execute("DELETE FROM telephony_users WHERE tenant=? AND connection=? AND user_id_key=?",
+                                    (tenant, c, u)).rowcount for c, u in pairs)
+        return await self.w.submit(job) if pairs else 0
+
+    async def subject_key(self, tenant: str, kind: str, value: str) -> str:
+        """The blind index naming a data subject (``kind`` is ``phone`` or ``email``)."""
+        return (await self.keys(tenant)).blind_index(kind, value)
+
+    async def restrict(self, tenant: str, subject_key: str, match_keys: Iterable[str], kind: str) -> None:
+        """Record a restriction or objection: events matching any ``match_keys`` are not forwarded."""
+        at = now_ms()
+        rows = [(tenant, subject_key, k, kind, at) for k in {subject_key, *match_keys}]
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO restrictions (tenant, subject_key, match_key, kind, created_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (tenant, subject_key, match_key) DO UPDATE SET kind=excluded.kind", rows)
+        await self.w.submit(job)
+
+    async def unrestrict(self, tenant: str, subject_key: str) -> int:
+        def job(conn: sqlite3.Connection) -> int:
+            return conn.execute("DELETE FROM restrictions WHERE tenant=? AND subject_key=?",
+                                (tenant, subject_key)).rowcount
+        return await self.w.submit(job)
+
+    async def restriction(self, tenant: str, subject_key: str) -> str | None:
+        """``restrict`` or ``object`` while the subject is restricted, else ``None``."""
+        row = await self._one("SELECT kind FROM restrictions WHERE tenant=? AND subject_key=? LIMIT 1",
+                              (tenant, subject_key))
+        return str(row[0]) if row else None
+
+    async def held_counts(self, since_ms: int, until_ms: int) -> list[dict[str, Any]]:
+        """Per tenant: how many records and people the store holds from the window (counts only)."""
+        out = []
+        for (tenant,) in await self._all("SELECT id FROM tenants ORDER BY id"):
+            ev = await self._one(
+                "SELECT COUNT(*), COUNT(DISTINCT remote_key), COALESCE(SUM(restricted), 0) FROM events "
+                "WHERE tenant=? AND received_at >= ? AND received_at < ?", (tenant, since_ms, until_ms))
+            users = await self._one(
+                "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status <> 'logged_out' THEN 1 ELSE 0 END), 0) "
+                "FROM telephony_users WHERE tenant=? AND updated_at < ?", (tenant, until_ms))
+            records = await self._all(
+                "SELECT plugin, COUNT(*) FROM records WHERE tenant=? AND created_at < ? GROUP BY plugin ORDER BY plugin",
+                (tenant, until_ms))
+            conns = await self._one("SELECT COUNT(*) FROM connections WHERE tenant=? AND created_at < ?",
+                                    (tenant, until_ms))
+            out.append({"tenant": tenant, "events": ev[0], "callers": ev[1], "restricted_events": ev[2],
+                        "telephony_users": users[0], "users_with_contact_data": users[1],
+                        "plugin_records": {p: n for p, n in records}, "connections": conns[0]})
+        return out
+
+    # --- audit log -------------------------------------------------------------------------
+
+    async def audit_ref(self, tenant: str) -> str | None:
+        """The tenant's pseudonym in the audit log (made on first use), ``None`` for no tenant.
+
+        Entries name tenants only by it, so once a tenant is removed (and with it this
+        mapping) its audit entries stay verifiable but no longer say whose they were.
+        """
+        cached = self._audit_refs.get(tenant)
+        if cached is not None:
+            return cached
+        fresh = "t-" + secrets.token_hex(8)
+
+        def job(conn: sqlite3.Connection) -> str | None:
+            conn.execute("UPDATE tenants SET audit_ref=? WHERE id=? AND audit_ref IS NULL", (fresh, tenant))
+            row = conn.execute("SELECT audit_ref FROM tenants WHERE id=?", (tenant,)).fetchone()
+            return str(row[0]) if row else None
+        ref = await self.w.submit(job)
+        if ref is not None:
+            self._audit_refs[tenant] = ref
+        return ref
+
+    async def append_audit(self, action: str, tenant_ref: str | None, details: dict[str, Any], *,
+                           defer: bool = False) -> None:
+        """Append one entry to the hash chain, in the writer's transaction (so the chain is serial
+        even across processes sharing the database). ``defer`` only queues it: it is written
+        with the next entry that is not deferred, by :meth:`flush_audit`, or at close."""
+        self._audit_pending.append((now_ms(), action, tenant_ref, details))
+        if not defer:
+            await self.flush_audit()
+
+    async def flush_audit(self) -> None:
+        """Write the queued audit entries."""
+        if not self._audit_pending:
+            return
+        entries, self._audit_pending = self._audit_pending, []
+
+        def job(conn: sqlite3.Connection) -> None:
+            last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, prev = (last[0], last[1]) if last else (0, GENESIS)
+            for at, action, ref, details in entries:
+                seq += 1
+                digest = chain_hash(prev, canonical(seq, at, action, ref, details))
+                conn.execute("INSERT INTO audit_log (seq, at, action, tenant_ref, details, prev_hash, hash) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             (seq, at, action, ref, orjson.dumps(details).decode(), prev, digest))
+                prev = digest
+        await self.w.submit(job)
+
+    async def audit_entries(self, *, after: int = 0, limit: int | None = None,
+                            tenant_ref: str | None = None) -> list[AuditEntry]:
+        sql = "SELECT seq, at, action, tenant_ref, details, prev_hash, hash FROM audit_log WHERE seq > ?"
+        args: list[Any] = [after]
+        if tenant_ref is not None:
+            sql += " AND tenant_ref=?"
+            args.append(tenant_ref)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [AuditEntry(r[0], r[1], r[2], r[3], orjson.loads(r[4]), r[5], r[6])
+                for r in await self._all(sql, args)]
 
     def file_paths(self) -> list[str]:
         """The database files on disk (for scans and backups)."""

@@ -1,12 +1,13 @@
-"""Who a data-subject request is about."""
+"""Privacy: who a data-subject request is about (:class:`Subject`), the controller's rights
+over that person's data (:mod:`.rights`) and breach reports (:mod:`.breach`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
 
-from .errors import BadRequest
-from .events import ANONYMOUS, normalize_number
+from ..errors import BadRequest
+from ..events import ANONYMOUS, normalize_number
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,106 @@
+"""The audit log: processing operations recorded without personal data, in a hash chain that
+``gateway audit verify`` checks."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import orjson
+from conftest import SECRET
+from privacy_flows import CALLER, EMAIL, NAME, call, cli_env, gateway_cli
+
+from gateway import TelephonyUser
+from gateway.testing import ADMIN_TOKEN
+
+
+def entries(out: str) -> list[dict]:
+    return [orjson.loads(line) for line in out.splitlines()]
+
+
+async def test_operations_are_audited_without_personal_data_and_the_chain_verifies(demo):
+    connection = await demo.gw.connection(demo.connection_id)
+    await demo.gw.put_user(connection, TelephonyUser("u1", NAME, EMAIL, "23"))
+    await demo.gw.audit("user.login", tenant="acme", connection=connection.id, plugin="demo")
+    await demo.gw.logout_user(connection, "u1")
+    await call(demo, "e1", "c1")
+    await demo.admin("POST", "/tenants/acme/subjects/export", {"phone": CALLER}, expect=200)
+    await demo.admin("POST", "/tenants/acme/subjects/restrict", {"email": EMAIL}, expect=200)
+    refused = await demo.client.get("/admin/v1/tenants", headers={"Authorization": "Bearer wrong-token-0123456789"})
+    assert refused.status == 401
+    await demo.admin("DELETE", f"/tenants/acme/connections/{demo.connection_id}", expect=200)
+    await demo.gw.store.flush_audit()
+
+    env = cli_env(demo)
+    listed = gateway_cli("audit", "list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    log = entries(listed.stdout)
+    actions = [e["action"] for e in log]
+    for action in ("tenant.installed", "connection.created", "user.login", "user.logout",
+                   "subject.export", "subject.restrict", "connection.removed", "admin.access"):
+        assert action in actions, action
+    access = [e["details"] for e in log if e["action"] == "admin.access"]
+    assert {"method": "GET", "route": "/admin/v1/tenants", "status": 401, "scope": "none"} in access
+    assert any(d["route"] == "/admin/v1/tenants/{tenant}/subjects/export" and d["status"] == 200
+               and d["scope"] == "operator" for d in access)
+    text = listed.stdout
+    for secret in (CALLER, CALLER[1:], EMAIL, NAME, SECRET, ADMIN_TOKEN, "wrong-token", "acme"):
+        assert secret not in text, secret
+
+    verified = gateway_cli("audit", "verify", env=env)
+    assert verified.returncode == 0, verified.stderr
+    assert f"intact: {len(log)} entries" in verified.stdout
+
+    only_acme = entries(gateway_cli("audit", "list", "--tenant", "acme", env=env).stdout)
+    assert only_acme and {e["tenant_ref"] for e in only_acme} == {log[0]["tenant_ref"]}
+
+
+async def test_an_altered_entry_is_named_by_verify(demo):
+    await demo.admin("GET", "/tenants", expect=200)
+    await demo.gw.store.flush_audit()
+    con = sqlite3.connect(demo.gw.store.path)
+    con.execute("UPDATE audit_log SET details = replace(details, '200', '204') WHERE action='admin.access'")
+    broken = con.execute("SELECT MIN(seq) FROM audit_log WHERE details LIKE '%204%'").fetchone()[0]
+    con.commit()
+    con.close()
+    out = gateway_cli("audit", "verify", env=cli_env(demo))
+    assert out.returncode == 1
+    assert out.stderr.count("\n") == 1
+    assert f"broken at entry {broken}" in out.stderr and "altered" in out.stderr
+
+
+async def test_a_removed_entry_is_named_by_verify(demo):
+    await demo.admin("GET", "/tenants", expect=200)
+    await demo.gw.audit("user.login", tenant="acme")
+    con = sqlite3.connect(demo.gw.store.path)
+    con.execute("DELETE FROM audit_log WHERE seq = 2")
+    con.commit()
+    con.close()
+    out = gateway_cli("audit", "verify", env=cli_env(demo))
+    assert out.returncode == 1 and "broken at entry 3" in out.stderr
+
+
+async def test_a_scoped_controller_lists_only_its_own_entries(gateway_harness):
+    h = await gateway_harness(env={"GATEWAY_ADMIN_TOKEN": f"{ADMIN_TOKEN},acme:acme-token-0123456789"})
+    await h.create_tenant("acme")
+    await h.create_tenant("other")
+    resp = await h.client.get("/admin/v1/audit", headers={"Authorization": "Bearer acme-token-0123456789"})
+    assert resp.status == 200
+    seen = (await resp.json())["entries"]
+    everything = (await h.admin("GET", "/audit", expect=200))["entries"]
+    assert 0 < len(seen) < len(everything)
+    assert len({e["tenant_ref"] for e in seen}) == 1
+
+
+async def test_plugins_cannot_audit_personal_data_in_the_clear(demo):
+    await demo.gw.audit("crm.synced", tenant="acme", note=f"called {CALLER} for {EMAIL}")
+    entry = (await demo.admin("GET", "/audit", expect=200))["entries"]
+    text = orjson.dumps(entry).decode()
+    assert CALLER not in text and EMAIL not in text
+    for bad in ({"action": "Bad Action!"}, {"action": "ok", "weird key": 1}, {"action": "ok", "obj": [1]}):
+        action = bad.pop("action")
+        try:
+            await demo.gw.audit(action, **bad)
+        except Exception as exc:
+            assert type(exc).__name__ == "BadRequest"
+        else:
+            raise AssertionError("accepted a bad audit entry")
