@@ -273,6 +273,7 @@ async def login(gateway: Gateway, connection: Connection, code: str) -> Telephon
     await gateway.put_user(connection, user)
     await create_webhooks(gateway, connection, user.user_id, tokens.scopes or settings(gateway).scopes)
     gateway.count("user_login", plugin=PLUGIN)
+    await gateway.audit("user.login", tenant=connection.tenant, plugin=PLUGIN, connection=connection.id)
     log.info("webex user logged in", extra={"connection": connection.id})
     return user
 

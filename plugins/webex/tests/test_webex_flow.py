@@ -167,3 +167,12 @@ async def test_unrelated_updates_are_acknowledged_without_events(webex: Webex) -
     events = await webex.h.recorder.wait_for(2)
     assert [e.state for e in events] == [CallState.RINGING, CallState.ANSWERED]
     assert (await resp.json())["events"] == 0  # answered already emitted by the "held" update
+
+
+async def test_login_is_audited_without_personal_data(webex: Webex) -> None:
+    listing = await webex.h.admin("GET", "/audit", expect=200)
+    logins = [e for e in listing["entries"] if e["action"] == "user.login"]
+    assert logins and logins[-1]["details"]["plugin"] == "webex"
+    text = str(listing)
+    for value in ("agent@example.com", "Agent Smith", ACCESS_TOKEN):
+        assert value not in text
