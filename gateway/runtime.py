@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -16,6 +17,7 @@ from . import metrics
 from .config import Config
 from .delivery import Dispatcher
 from .audit import check_action, clean_details
+from .locks import KeyedLocks
 from .errors import BadRequest, Conflict, GatewayError, NotFound, PluginError
 from .events import CallEvent, CallState
 from .models import Connection, SinkBinding, TelephonyUser, Tenant
@@ -58,6 +60,7 @@ class Gateway:
                                      horizon=config.delivery_horizon, retry_base=config.retry_base,
                                      retry_cap=config.retry_cap)
         self._background: list[asyncio.Task[None]] = []
+        self._locks = KeyedLocks()
         self.started = False
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -124,6 +127,12 @@ class Gateway:
     def plugin_config(self, name: str) -> dict[str, str]:
         """The plugin's settings (``GATEWAY_<NAME>_*`` and ``[plugins.<name>]``)."""
         return self.config.plugin(name)
+
+    def lock(self, key: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Serialise work on ``key`` inside this process, e.g. the read-modify-write of one
+        call's state while parsing its webhooks. Costs no commit; for single-flight work
+        across processes (token refresh) use ``storage(...).lease``."""
+        return self._locks.hold(key)
 
     def storage(self, plugin: str, tenant: str) -> PluginStorage:
         """The plugin's own encrypted records for one tenant."""

@@ -31,10 +31,17 @@ class PluginStorage:
         self.tenant = tenant
 
     async def put(self, kind: str, key: str, value: Any, *, index: str | None = None,
-                  call_record: bool = False) -> None:
-        """Create or replace the record ``(kind, key)``."""
+                  call_record: bool = False, wait: bool = True) -> None:
+        """Create or replace the record ``(kind, key)``.
+
+        ``wait=False`` queues the write and returns at once: it commits in the same
+        transaction as, or an earlier one than, whatever is stored after it, in particular
+        the events a ``Source.receive`` returns. So per-call state written while parsing a
+        webhook costs no commit of its own and is never behind the events it explains. Until
+        it commits, ``get`` returns the queued value; ``find`` and ``all`` see it afterwards.
+        """
         await self._store.put_record(self.tenant, self.plugin, kind, key, value,
-                                     index=index, call_record=call_record)
+                                     index=index, call_record=call_record, wait=wait)
 
     async def get(self, kind: str, key: str) -> Any:
         """The record's value, or ``None`` when there is none."""

@@ -7,6 +7,7 @@ encrypted with the tenant's data key before it reaches SQL; lookups use blind in
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import time
@@ -29,6 +30,8 @@ from .records import DeadLetter, PendingDelivery
 from .schema import MIGRATIONS, SCHEMA_VERSION
 from .writer import GroupCommitWriter
 
+
+log = logging.getLogger("gateway.store")
 
 PRAGMAS = ("journal_mode=WAL", "synchronous=FULL", "secure_delete=ON", "foreign_keys=ON",
            "busy_timeout=10000")
@@ -71,6 +74,9 @@ class SQLiteStore:
         self._keys: dict[str, TenantKeys] = {}
         self._connections: dict[str, Connection] = {}
         self._bindings: dict[str, list[SinkBinding]] = {}
+        self._read_lock = asyncio.Lock()
+        # plugin records queued with wait=False and not committed yet: what get_record sees
+        self._unsaved: dict[tuple[str, str, str, str], tuple[Any, asyncio.Future[None]]] = {}
         self._audit_refs: dict[str, str] = {}
         self._audit_pending: list[tuple[int, str, str | None, dict[str, Any]]] = []
 
@@ -147,15 +153,17 @@ class SQLiteStore:
                 raise
 
     async def ping(self) -> bool:
-        async with self.r.execute("SELECT 1") as cur:
+        async with self._read_lock, self.r.execute("SELECT 1") as cur:
             return (await cur.fetchone()) is not None
 
+    # Statements on the one reader connection never overlap: while any statement is active
+    # SQLite keeps the connection's read snapshot, and reads would miss fresh commits.
     async def _all(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
-        async with self.r.execute(sql, tuple(args)) as cur:
+        async with self._read_lock, self.r.execute(sql, tuple(args)) as cur:
             return list(await cur.fetchall())
 
     async def _one(self, sql: str, args: Iterable[Any] = ()) -> Any:
-        async with self.r.execute(sql, tuple(args)) as cur:
+        async with self._read_lock, self.r.execute(sql, tuple(args)) as cur:
             return await cur.fetchone()
 
     # --- tenants and keys ------------------------------------------------------------------
@@ -256,7 +264,8 @@ class SQLiteStore:
     async def checkpoint(self) -> None:
         """Move the WAL into the main file and truncate it, so deleted plaintext leaves it."""
         await self.w.submit(lambda conn: None)  # let queued writes land first
-        await self.r.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        async with self._read_lock:
+            await self.r.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # --- connections -----------------------------------------------------------------------
 
@@ -585,7 +594,7 @@ class SQLiteStore:
     # --- plugin records --------------------------------------------------------------------
 
     async def put_record(self, tenant: str, plugin: str, kind: str, key: str, data: Any, *,
-                         index: str | None = None, call_record: bool = False) -> None:
+                         index: str | None = None, call_record: bool = False, wait: bool = True) -> None:
         keys = await self.keys(tenant)
         rkey = keys.blind_index(f"record\x1f{plugin}\x1f{kind}", key)
         blob = keys.encrypt("records", "data", f"{plugin}\x1f{kind}\x1f{rkey}", _dumps({"key": key, "data": data}))
@@ -597,13 +606,29 @@ class SQLiteStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant, plugin, kind, record_key) DO UPDATE SET "
                 "data=excluded.data, index_key=excluded.index_key, call_record=excluded.call_record",
                 (tenant, plugin, kind, rkey, blob, ikey, int(call_record), now_ms()))
-        await self.w.submit(job)
+        if wait:
+            await self.w.submit(job)
+            return
+        slot = (tenant, plugin, kind, key)
+        fut = self.w.submit_nowait(job)
+        self._unsaved[slot] = (data, fut)
+
+        def saved(done: asyncio.Future[None]) -> None:
+            if self._unsaved.get(slot, (None, None))[1] is done:
+                del self._unsaved[slot]
+            if not done.cancelled() and done.exception() is not None:
+                log.error("queued plugin record failed to save", extra={
+                    "plugin": plugin, "error": type(done.exception()).__name__})
+        fut.add_done_callback(saved)
 
     def _record_from_blob(self, keys: TenantKeys, plugin: str, kind: str, rkey: str, blob: bytes) -> tuple[str, Any]:
         d = orjson.loads(keys.decrypt("records", "data", f"{plugin}\x1f{kind}\x1f{rkey}", blob))
         return d["key"], d["data"]
 
     async def get_record(self, tenant: str, plugin: str, kind: str, key: str) -> Any:
+        unsaved = self._unsaved.get((tenant, plugin, kind, key))
+        if unsaved is not None:
+            return unsaved[0]
         keys = await self.keys(tenant)
         rkey = keys.blind_index(f"record\x1f{plugin}\x1f{kind}", key)
         row = await self._one("SELECT data FROM records WHERE tenant=? AND plugin=? AND kind=? AND record_key=?",
@@ -622,6 +647,8 @@ class SQLiteStore:
 
     async def delete_record(self, tenant: str, plugin: str, kind: str, key: str | None = None) -> int:
         keys = await self.keys(tenant)
+        for slot in [s for s in self._unsaved if s[:3] == (tenant, plugin, kind) and key in (None, s[3])]:
+            del self._unsaved[slot]
 
         def job(conn: sqlite3.Connection) -> int:
             if key is None:
@@ -656,7 +683,7 @@ class SQLiteStore:
 
     # --- retention -------------------------------------------------------------------------
 
-    async def purge_before(self, cutoff_ms: int, *, batch: int = 2000,
+    async def purge_before(self, cutoff_ms: int, *, batch: int = 500,
                            progress: Callable[[int], None] | None = None) -> dict[str, int]:
         """Delete call records received before ``cutoff_ms``, in short transactions."""
         counts = {"events": 0, "deliveries": 0, "records": 0}
@@ -678,7 +705,7 @@ class SQLiteStore:
                 progress(ev)
             if ev < batch:
                 break
-            await asyncio.sleep(0)
+            await asyncio.sleep(0.005)  # let a serving gateway's writer take the lock between batches
         while True:
             def rjob(conn: sqlite3.Connection) -> int:
                 cur = conn.execute(

@@ -76,6 +76,15 @@ class GroupCommitWriter:
         result: T = await self._put("job", job)
         return result
 
+    def submit_nowait(self, job: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Queue ``job`` and return at once. It commits in the same transaction as, or an
+        earlier one than, anything submitted after it; the future tells how it went."""
+        if self._task is None:
+            raise RuntimeError("store writer is not running")
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(("job", job, fut))
+        return fut
+
     async def submit_ingest(self, rows: list[Any]) -> None:
         """Insert ``rows`` with the ingest function; return once they are durable."""
         await self._put("ingest", rows)

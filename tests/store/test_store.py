@@ -146,3 +146,33 @@ async def test_lease_is_single_flight(tmp_path):
         assert await store.try_lease("y", "two", 30)
     finally:
         await store.close()
+
+
+async def test_queued_plugin_record_is_readable_at_once_and_commits_with_the_next_events(demo):
+    storage = demo.gw.storage("demo", "acme")
+    await storage.put("call", "c9", {"direction": "in"}, call_record=True, wait=False)
+    assert await storage.get("call", "c9") == {"direction": "in"}  # before its commit
+    body = orjson.dumps({"id": "q1", "call": "c9", "state": "ringing"})
+    resp = await demo.post_hook("demo", demo.connection_id, body, {
+        "Content-Type": "application/json", "X-Demo-Signature": sign(SECRET, body)})
+    assert resp.status == 200
+    # the events are durable, so the record queued before them is too
+    rows = await demo.gw.store._all("SELECT COUNT(*) FROM records WHERE plugin='demo' AND kind='call'")
+    assert rows[0][0] == 1
+    await storage.put("call", "c9", {"direction": "out"}, wait=False)
+    await storage.delete("call", "c9")
+    assert await storage.get("call", "c9") is None
+
+
+async def test_reads_see_commits_while_other_reads_are_in_flight(demo):
+    import asyncio
+
+    async def busy_reader() -> None:
+        for _ in range(50):
+            await demo.gw.store.list_tenants()
+
+    readers = [asyncio.create_task(busy_reader()) for _ in range(8)]
+    for n in range(60):
+        await demo.gw.store.create_tenant(f"t{n}")
+        assert await demo.gw.store.get_tenant(f"t{n}") is not None
+    await asyncio.gather(*readers)

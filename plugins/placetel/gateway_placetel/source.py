@@ -45,7 +45,6 @@ log = logging.getLogger("gateway.placetel")
 FORM = "application/x-www-form-urlencoded"
 _MAX_SECRET = 512
 #: How long a notification waits for another one of the same call to finish its memory update.
-_CALL_LOCK_WAIT = 10.0
 
 
 class PlacetelSource(Source):
@@ -204,18 +203,20 @@ class PlacetelSource(Source):
             return []
         storage = gateway.storage(NAME, connection.tenant)
         kind = call_kind(connection.id)
-        # Read-modify-write of the call's memory: one notification of a call at a time.
-        async with storage.lease(f"{kind}:{note.call_id}", wait=_CALL_LOCK_WAIT):
+        # Read-modify-write of the call's memory: one notification of a call at a time. The
+        # write is queued, not awaited: it commits with (or before) the events returned here.
+        async with gateway.lock(f"{NAME}:{kind}:{note.call_id}"):
             memory = await storage.get(kind, note.call_id)
             known = memory if isinstance(memory, dict) else None
             events, updated = parse.to_events(note, known, request.received_at, self.region(connection))
             if updated is not None:
-                await storage.put(kind, note.call_id, updated, call_record=True)
+                await storage.put(kind, note.call_id, updated, call_record=True, wait=False)
         ended = [e for e in events if e.state is CallState.ENDED]
         first_end = not (known and known.get("ended_at"))  # not a redelivered HungUp
         if ended and first_end and ended[0].outcome in (Outcome.ANSWERED, Outcome.VOICEMAIL) \
                 and Settings.of(gateway).recordings and ended[0].remote_number:
-            await storage.put(pending_kind(connection.id), note.call_id, {"tries": 0}, call_record=True)
+            await storage.put(pending_kind(connection.id), note.call_id, {"tries": 0}, call_record=True,
+                              wait=False)
         return events
 
     # --- recordings (found by :mod:`.background`) ------------------------------------------

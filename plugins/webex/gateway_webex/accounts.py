@@ -78,11 +78,8 @@ def _lease_name(connection: Connection, person: str) -> str:
 
 
 async def all_connections(gateway: Gateway) -> list[Connection]:
-    """Every Webex connection of every tenant (for the periodic jobs).
-
-    ``Gateway.connections`` is typed for one tenant; its store accepts ``None`` for all.
-    """
-    return await gateway.connections(None, PLUGIN)  # type: ignore[arg-type]
+    """Every Webex connection of every tenant (for the periodic jobs)."""
+    return await gateway.connections(plugin=PLUGIN)
 
 
 async def logged_in(gateway: Gateway, connection: Connection) -> list[str]:

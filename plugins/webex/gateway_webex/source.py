@@ -8,11 +8,9 @@ for the recording join), ``dial`` (a click-to-call's CRM id by session) and ``re
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -56,24 +54,6 @@ class WebexSource(Source):
 
     name = PLUGIN
     content_types = frozenset({"application/json"})
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def _call_lock(self, key: str) -> AsyncIterator[None]:
-        """Serialise deliveries of one call leg inside this process (read-modify-write)."""
-        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users <= 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
 
     async def connect(self, gateway: Gateway, connection: Connection) -> Mapping[str, Any]:
         accounts.settings(gateway).require()
@@ -138,7 +118,8 @@ class WebexSource(Source):
                     person: str, request: WebhookRequest) -> list[CallEvent]:
         snap = call_snapshot(envelope, connection.settings.get("region") or "DE")
         key = f"{connection.id}|{person}|{snap.call_leg}"
-        async with self._call_lock(key):
+        # one delivery of a call leg at a time; the state write commits with the events
+        async with gateway.lock(f"{PLUGIN}:call:{key}"):
             previous = await st.get("call", key)
             crm_call_id = None
             if previous is None:
@@ -148,7 +129,7 @@ class WebexSource(Source):
                                     crm_call_id=crm_call_id)
             if state != previous:
                 await st.put("call", key, state, index=f"{connection.id}|{person}|{state['session']}",
-                             call_record=True)
+                             call_record=True, wait=False)
         return events
 
     async def _recording(self, gateway: Gateway, connection: Connection, st: PluginStorage,
