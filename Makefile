@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PLUGINS := $(wildcard plugins/*/setup.cfg)
 EXAMPLES := $(wildcard tests/plugins/*/setup.cfg)
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench container-smoke clean
 
 $(BIN)/gateway: setup.cfg $(PLUGINS)
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: install $(VENV)/.test-plugins
 ## bench: the benchmarks (see bench/README.md)
 bench: install
 	$(BIN)/python -m bench
+
+## container-smoke: build the Containerfile and run the image (needs root; docs/operations.md)
+container-smoke:
+	scripts/container-smoke.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info
