@@ -3,10 +3,11 @@
 A store holds ``records`` call records received eight to nine days ago (expired under the
 7-day retention), generated like in :mod:`bench.scale`. On it the gateway first runs at
 saturation (Placetel shape) to find its rate, then wrk paces ingest at half that rate twice:
-once without a purge, once while a purge runs in a separate process
-(``python -m gateway purge`` when the CLI has it, else ``Store.purge_before`` from a child
-process). The second wrk run starts with the purge and is stopped (SIGINT: wrk still reports)
-when the purge ends. Target: ingest p99 during the purge at most twice the p99 without.
+once without a purge, once while the serving gateway purges (``POST
+/admin/v1/retention/purge``: the same path as its hourly job, sharing the writer with
+ingestion; ``in_process=False`` runs ``gateway purge`` as a second process instead). The
+second wrk run starts with the purge and is stopped (SIGINT: wrk still reports) when the
+purge ends. Target: ingest p99 during the purge at most twice the p99 without.
 """
 
 from __future__ import annotations
@@ -30,26 +31,22 @@ from .scale import generate
 
 DAY = 86400.0
 
-PURGE_SNIPPET = """
-import asyncio, json, os, time
-from gateway.store import MasterKeyring, Store
-async def main():
-    store = Store(os.environ["GATEWAY_DATABASE"], MasterKeyring.from_text(os.environ["GATEWAY_MASTER_KEY"]))
-    await store.open()
-    try:
-        print(json.dumps(await store.purge_before(int((time.time() - 7 * 86400) * 1000))))
-    finally:
-        await store.close()
-asyncio.run(main())
+
+
+ADMIN_PURGE = """
+import json, os, sys, urllib.request
+req = urllib.request.Request(sys.argv[1] + "/admin/v1/retention/purge", method="POST", data=b"",
+                             headers={"Authorization": "Bearer " + os.environ["GATEWAY_ADMIN_TOKEN"]})
+with urllib.request.urlopen(req, timeout=3600) as resp:
+    print(resp.read().decode())
 """
 
 
-def purge_command() -> tuple[list[str], str]:
-    """The CLI's purge if it exists, else the store's ``purge_before`` in a child process."""
-    probe = subprocess.run([sys.executable, "-m", "gateway", "purge", "--help"], capture_output=True)
-    if probe.returncode == 0:
-        return [sys.executable, "-m", "gateway", "purge"], "python -m gateway purge"
-    return [sys.executable, "-c", PURGE_SNIPPET], "Store.purge_before in a child process (no `gateway purge` yet)"
+def purge_command(url: str, in_process: bool) -> tuple[list[str], str]:
+    """The serving gateway's own purge (admin API), or the CLI's in a second process."""
+    if in_process:
+        return [sys.executable, "-c", ADMIN_PURGE, url], "POST /admin/v1/retention/purge (in the serving process)"
+    return [sys.executable, "-m", "gateway", "purge"], "python -m gateway purge (a second process)"
 
 
 def wrk_until(url: str, data: list[str], header: str, *, connections: int, rate: float,
@@ -89,7 +86,7 @@ def _count_events(proc: GatewayProcess) -> int:
         return int(db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
 
-def run(tmp: Path, *, seconds: int, connections: int, records: int) -> dict[str, Any]:
+def run(tmp: Path, *, seconds: int, connections: int, records: int, in_process: bool = True) -> dict[str, Any]:
     if not wrk.available():
         return {"skipped": "wrk is not installed (apt-get install wrk)"}
     n = max(20000, seconds * 6000)
@@ -117,7 +114,7 @@ def run(tmp: Path, *, seconds: int, connections: int, records: int) -> dict[str,
             out["saturation_rps"] = sat["rps"]
             out["without_purge"] = wrk.run(proc.url, data[::-1], shapes.PLACETEL_HEADER, seconds=seconds,
                                            connections=connections, rate=rate)
-            cmd, how = purge_command()
+            cmd, how = purge_command(proc.url, in_process)
             out["purge_by"] = how
             started = time.monotonic()
             purge = subprocess.Popen(cmd, env=proc.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -282,6 +282,13 @@ async def list_audit(request: web.Request) -> web.Response:
     return json_response({"entries": [e.to_dict() for e in entries]})
 
 
+async def purge_now(request: web.Request) -> web.Response:
+    """Retention on demand, in this process: its batches share the writer with ingestion,
+    where a second process (``gateway purge``) would contend for the database's write lock."""
+    _operator_only(request)
+    return json_response({"deleted": await request.app[GATEWAY].purge_now()})
+
+
 async def breach_report(request: web.Request) -> web.Response:
     """Counts of what was held in a window, per tenant (operator only)."""
     _operator_only(request)
@@ -315,4 +322,5 @@ def setup(app: web.Application) -> None:
         r.add_post(f"{p}/tenants/{{tenant}}/subjects/{operation}", subject_handler(operation))
     r.add_get(f"{p}/audit", list_audit)
     r.add_get(f"{p}/breach-report", breach_report)
+    r.add_post(f"{p}/retention/purge", purge_now)
     r.add_get(f"{p}/openapi.json", openapi_document)

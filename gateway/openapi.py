@@ -61,6 +61,8 @@ CORE: dict[tuple[str, str], tuple[str, str, dict[str, Any] | None]] = {
         "Lift a restriction or objection", _ANY, _SUBJECT_BODY),
     ("GET", "/audit"): ("Audit log entries (query: after, limit); a scoped token sees its tenant's", _ANY, None),
     ("GET", "/breach-report"): ("Counts of data held in a window (query: since, until)", _OPERATOR, None),
+    ("POST", "/retention/purge"): (
+        "Run the retention purge now, inside the serving gateway; answers its counts", _OPERATOR, None),
     ("GET", "/openapi.json"): ("This document", _ANY, None),
 }
 

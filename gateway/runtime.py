@@ -61,6 +61,7 @@ class Gateway:
                                      retry_cap=config.retry_cap)
         self._background: list[asyncio.Task[None]] = []
         self._locks = KeyedLocks()
+        self._purging: asyncio.Task[dict[str, int]] | None = None
         self.started = False
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -85,7 +86,7 @@ class Gateway:
                 self._background.append(asyncio.create_task(
                     self._every(task.name, task.interval, task.func), name=f"task-{task.name}"))
             self._background.append(asyncio.create_task(
-                self._every("retention", RETENTION_INTERVAL, lambda gw: gw.purge()), name="retention"))
+                self._every("retention", RETENTION_INTERVAL, lambda gw: gw.purge_now()), name="retention"))
             self._background.append(asyncio.create_task(
                 self._every("audit", AUDIT_FLUSH_INTERVAL, lambda gw: gw.store.flush_audit()), name="audit"))
         self.started = True
@@ -96,6 +97,9 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background.clear()
+        if self._purging is not None and not self._purging.done():
+            self._purging.cancel()  # each batch is its own transaction: stopping is safe
+            await asyncio.gather(self._purging, return_exceptions=True)
         await self.dispatcher.stop()
         try:
             await await_all(self.pm.hook.shutdown(gateway=self))
@@ -271,15 +275,20 @@ class Gateway:
         await self.audit("connection.created", tenant=tenant, connection=created.id, plugin=plugin)
         return created
 
+    async def _disconnect_at_vendor(self, conn: Connection) -> None:
+        """Let the source undo its subscriptions; a vendor that fails must not block removal."""
+        source = self.sources.get(conn.plugin)
+        if source is None:
+            return
+        try:
+            await source.disconnect(self, conn)
+        except Exception as exc:
+            log.warning("plugin failed to disconnect cleanly", extra={
+                "plugin": conn.plugin, "error": type(exc).__name__})
+
     async def disconnect(self, connection_id: str) -> None:
         conn = await self.connection(connection_id)
-        source = self.sources.get(conn.plugin)
-        if source is not None:
-            try:
-                await source.disconnect(self, conn)
-            except Exception as exc:
-                log.warning("plugin failed to disconnect cleanly", extra={
-                    "plugin": conn.plugin, "error": type(exc).__name__})
+        await self._disconnect_at_vendor(conn)
         await self.store.delete_connection(connection_id)
         await self.audit("connection.removed", tenant=conn.tenant, connection=conn.id, plugin=conn.plugin)
 
@@ -288,13 +297,7 @@ class Gateway:
         if await self.store.get_tenant(tenant) is None:
             raise NotFound("unknown tenant")
         for conn in await self.store.list_connections(tenant):
-            source = self.sources.get(conn.plugin)
-            if source is not None:
-                try:
-                    await source.disconnect(self, conn)
-                except Exception as exc:
-                    log.warning("plugin failed to disconnect cleanly", extra={
-                        "plugin": conn.plugin, "error": type(exc).__name__})
+            await self._disconnect_at_vendor(conn)
         try:
             await await_all(self.pm.hook.tenant_removed(gateway=self, tenant=tenant))
         except Exception as exc:
@@ -361,6 +364,13 @@ class Gateway:
         log.info("retention purge finished", extra={**counts, "seconds": round(time.monotonic() - started, 3)})
         await self.audit("retention.purge", deleted=counts)
         return counts
+
+    async def purge_now(self) -> dict[str, int]:
+        """Run the retention purge, or join the one already running; it finishes even when
+        the caller goes away (an admin request cancelled by its client)."""
+        if self._purging is None or self._purging.done():
+            self._purging = asyncio.create_task(self.purge(), name="retention-purge")
+        return await asyncio.shield(self._purging)
 
     def retention_cutoff(self, now: datetime | None = None) -> datetime:
         """Call records received before this moment are past the retention period."""
