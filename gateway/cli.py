@@ -103,6 +103,9 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     if args.dev:
         _dev_secrets(config)
     logs.setup(config.log_level)
+    # The store's writer thread and the event loop share the GIL; with the default 5 ms
+    # switch interval the loop waits behind every stretch of binding and fsync bookkeeping.
+    sys.setswitchinterval(0.0005)
     app = create_app(config)
 
     async def run() -> None:

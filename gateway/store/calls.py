@@ -15,6 +15,8 @@ from ..models import Connection
 from .base import StoreBase, _pending, now_ms, phone_key
 from .records import DeadLetter, PendingDelivery
 
+_ROWS_PER_INSERT = 90  # 10 columns each: under SQLite's 999 bound parameters
+
 
 class CallsPart(StoreBase):
     """Call events and their deliveries."""
@@ -69,10 +71,15 @@ class CallsPart(StoreBase):
                 values.append((*r[:4], b"", *r[5:], 1))
             else:
                 values.append((*r, 0))
-        conn.executemany(
-            "INSERT INTO events (tenant, connection, dedup_key, call_key, payload, received_at, "
-            "remote_key, local_key, user_key, restricted) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedup_key) DO NOTHING", values)
+        # One multi-row statement per chunk, not one step per row: every step hands the GIL
+        # back and forth with the event loop's thread, which then waits for it.
+        for i in range(0, len(values), _ROWS_PER_INSERT):
+            chunk = values[i:i + _ROWS_PER_INSERT]
+            conn.execute(
+                "INSERT INTO events (tenant, connection, dedup_key, call_key, payload, received_at, "
+                "remote_key, local_key, user_key, restricted) VALUES "
+                + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+                + " ON CONFLICT (dedup_key) DO NOTHING", [v for row in chunk for v in row])
         conn.execute(
             "INSERT INTO deliveries (event_seq, tenant, sink, call_key, state, attempts, next_at, "
             "received_at, since, updated_at) SELECT e.seq, e.tenant, s.plugin, e.call_key, 'pending', 0, "

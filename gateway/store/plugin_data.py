@@ -11,6 +11,11 @@ import orjson
 from .base import StoreBase, _dumps, log, now_ms
 from .crypto import TenantKeys
 
+_PUT_RECORD = (
+    "INSERT INTO records (tenant, plugin, kind, record_key, data, index_key, call_record, created_at) "
+    "VALUES {rows} ON CONFLICT (tenant, plugin, kind, record_key) DO UPDATE SET "
+    "data=excluded.data, index_key=excluded.index_key, call_record=excluded.call_record")
+
 
 class PluginDataPart(StoreBase):
     """Plugins' own encrypted records, and leases for single-flight work across processes."""
@@ -24,17 +29,12 @@ class PluginDataPart(StoreBase):
         blob = keys.encrypt("records", "data", f"{plugin}\x1f{kind}\x1f{rkey}", _dumps({"key": key, "data": data}))
         ikey = keys.blind_index(f"index\x1f{plugin}\x1f{kind}", index) if index is not None else None
 
-        def job(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO records (tenant, plugin, kind, record_key, data, index_key, call_record, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant, plugin, kind, record_key) DO UPDATE SET "
-                "data=excluded.data, index_key=excluded.index_key, call_record=excluded.call_record",
-                (tenant, plugin, kind, rkey, blob, ikey, int(call_record), now_ms()))
+        fut = self.w.submit_upsert_nowait(_PUT_RECORD, (tenant, plugin, kind, rkey, blob, ikey, int(call_record),
+                                                        now_ms()))
         if wait:
-            await self.w.submit(job)
+            await asyncio.shield(fut)
             return
         slot = (tenant, plugin, kind, key)
-        fut = self.w.submit_nowait(job)
         self._unsaved[slot] = (data, fut)
 
         def saved(done: asyncio.Future[None]) -> None:

@@ -85,6 +85,18 @@ class GroupCommitWriter:
         self._queue.put_nowait(("job", job, fut))
         return fut
 
+    def submit_upsert_nowait(self, sql: str, row: tuple[Any, ...]) -> asyncio.Future[None]:
+        """Queue one row for ``sql`` (an INSERT whose ``VALUES {rows}`` the writer fills).
+
+        Consecutive upserts with the same statement become one multi-row statement, so a
+        burst of per-call plugin state costs one step instead of a savepointed job each.
+        """
+        if self._task is None:
+            raise RuntimeError("store writer is not running")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(("upsert", (sql, row), fut))
+        return fut
+
     async def submit_ingest(self, rows: list[Any]) -> None:
         """Insert ``rows`` with the ingest function; return once they are durable."""
         await self._put("ingest", rows)
@@ -105,9 +117,9 @@ class GroupCommitWriter:
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             rows = [row for kind, item, _ in batch if kind == "ingest" for row in item]
-            jobs = [item for kind, item, _ in batch if kind == "job"]
+            ordered = [(kind, item) for kind, item, _ in batch if kind != "ingest"]
             try:
-                ingested, outcomes = await loop.run_in_executor(self._executor, self._commit, rows, jobs)
+                ingested, outcomes = await loop.run_in_executor(self._executor, self._commit, rows, ordered)
             except Exception as exc:
                 log.error("store commit failed", extra={"error": type(exc).__name__})
                 for _kind, _item, fut in batch:
@@ -130,7 +142,7 @@ class GroupCommitWriter:
                 log.exception("after-ingest callback failed")
         results = iter(outcomes)
         for kind, _item, fut in batch:
-            outcome = next(results) if kind == "job" else (None, None)
+            outcome = next(results) if kind != "ingest" else (None, None)
             if fut.done():
                 continue
             value, error = outcome
@@ -139,8 +151,9 @@ class GroupCommitWriter:
             else:
                 fut.set_result(value)
 
-    def _commit(self, rows: list[Any], jobs: list[Job]) -> tuple[Any, list[tuple[Any, BaseException | None]]]:
-        """In the writer thread: one transaction for the whole batch."""
+    def _commit(self, rows: list[Any], ordered: list[tuple[str, Any]]
+                ) -> tuple[Any, list[tuple[Any, BaseException | None]]]:
+        """In the writer thread: one transaction for the whole batch, jobs in queue order."""
         conn = self._conn
         assert conn is not None
         outcomes: list[tuple[Any, BaseException | None]] = []
@@ -149,19 +162,43 @@ class GroupCommitWriter:
         try:
             if rows:
                 ingested = self._ingest(conn, rows)
-            for i, job in enumerate(jobs):
-                conn.execute(f"SAVEPOINT job{i}")
-                try:
-                    value = job(conn)
-                except Exception as exc:
-                    conn.execute(f"ROLLBACK TO job{i}")
-                    conn.execute(f"RELEASE job{i}")
-                    outcomes.append((None, exc))
+            i = 0
+            while i < len(ordered):
+                kind, item = ordered[i]
+                if kind == "upsert":
+                    group = [item[1]]
+                    while (i + len(group) < len(ordered) and ordered[i + len(group)][0] == "upsert"
+                           and ordered[i + len(group)][1][0] == item[0] and len(group) < _UPSERT_ROWS):
+                        group.append(ordered[i + len(group)][1][1])
+                    error = self._guarded(conn, i, lambda c: _upsert(c, item[0], group))[1]
+                    outcomes.extend([(None, error)] * len(group))
+                    i += len(group)
                 else:
-                    conn.execute(f"RELEASE job{i}")
-                    outcomes.append((value, None))
+                    outcomes.append(self._guarded(conn, i, item))
+                    i += 1
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         return ingested, outcomes
+
+    @staticmethod
+    def _guarded(conn: sqlite3.Connection, i: int, job: Job) -> tuple[Any, BaseException | None]:
+        """Run ``job`` in a savepoint: its failure undoes only its own changes."""
+        conn.execute(f"SAVEPOINT job{i}")
+        try:
+            value = job(conn)
+        except Exception as exc:
+            conn.execute(f"ROLLBACK TO job{i}")
+            conn.execute(f"RELEASE job{i}")
+            return None, exc
+        conn.execute(f"RELEASE job{i}")
+        return value, None
+
+
+_UPSERT_ROWS = 60  # rows per multi-row statement, under SQLite's 999 bound parameters
+
+
+def _upsert(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    marks = "(" + ", ".join("?" * len(rows[0])) + ")"
+    conn.execute(sql.replace("{rows}", ", ".join([marks] * len(rows))), [v for row in rows for v in row])
