@@ -106,8 +106,9 @@ class GroupCommitWriter:
             raise RuntimeError("store writer is not running")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((kind, item, fut))
-        # shield: a caller that goes away must not cancel a commit others wait for
-        return await asyncio.shield(fut)
+        # A caller that goes away cancels only its own future: the item is queued already,
+        # commits with its batch, and _settle skips futures that are done.
+        return await fut
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
