@@ -159,7 +159,7 @@ class CallsPart(StoreBase):
 
     # --- retention -------------------------------------------------------------------------
 
-    async def purge_before(self, cutoff_ms: int, *, batch: int = 150,
+    async def purge_before(self, cutoff_ms: int, *, batch: int = 100,
                            progress: Callable[[int], None] | None = None) -> dict[str, int]:
         """Delete call records received before ``cutoff_ms``, in short transactions."""
         counts = {"events": 0, "deliveries": 0, "records": 0}
