@@ -226,3 +226,21 @@ class BitrixMock(aioresponses):
     def add(self, url: Any, method: str = "GET", *args: Any, **kw: Any) -> None:  # type: ignore[override]
         kw.setdefault("response_class", _CompatResponse)
         super().add(url, method, *args, **kw)
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+EMAIL = "anna.schmidt@example.com"
+
+
+async def install_with_user(gateway_harness: Any, mock: Any) -> tuple[Any, FakeSourcePlugin, str]:
+    """A gateway with the fake source, the app installed, one connection with one user."""
+    fake = FakeSourcePlugin()
+    h = await gateway_harness(env=ENV, plugins=[("fakesrc", fake)])
+    mock.get(OAUTH_RE, payload=oauth_answer())
+    mock.post(PORTAL + "event.bind", payload=ok(True), repeat=True)
+    resp = await h.client.post("/hooks/bitrix24/events", data=install_body(), headers=FORM)
+    assert resp.status == 200, await resp.text()
+    conn = await h.connect(MEMBER, "fakesrc")
+    await h.gw.put_user(await h.gw.connection(conn["id"]),
+                        TelephonyUser("u1", name="Anna Schmidt", email=EMAIL, extension="101"))
+    return h, fake, conn["id"]

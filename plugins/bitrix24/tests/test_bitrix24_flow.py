@@ -7,27 +7,28 @@ import logging
 from typing import Any
 
 import pytest
-
 from bitrix24_fakes import (
     ACCESS_1,
     APP_TOKEN,
-    BitrixMock,
+    EMAIL,
     ENV,
     EVENT_ACCESS,
     EVENT_REFRESH,
+    FORM,
     MEMBER,
     OAUTH_RE,
     PORTAL,
     RECORDING_LINK,
     REFRESH_1,
     SECRET,
-    FakeSourcePlugin,
+    BitrixMock,
     batch_answer,
     batches,
     call_event,
     calls,
     click_body,
     install_body,
+    install_with_user,
     oauth_answer,
     oauth_calls,
     ok,
@@ -35,12 +36,11 @@ from bitrix24_fakes import (
     uninstall_body,
     wait_until,
 )
-from gateway import NotFound, TelephonyUser
 from gateway_bitrix24.records import get_tokens, storage
 
-FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+from gateway import NotFound
+
 CALLER = "+4922112345678"
-EMAIL = "anna.schmidt@example.com"
 B24_USER = {"ID": "1269", "ACTIVE": True, "EMAIL": EMAIL, "UF_PHONE_INNER": "101", "NAME": "Anna"}
 
 
@@ -50,28 +50,13 @@ def mock() -> Any:
         yield m
 
 
-async def start(gateway_harness: Any, mock: Any) -> tuple[Any, FakeSourcePlugin, str]:
-    """A gateway with the fake source, the app installed, one connection with one user."""
-    fake = FakeSourcePlugin()
-    h = await gateway_harness(env=ENV, plugins=[("fakesrc", fake)])
-    mock.get(OAUTH_RE, payload=oauth_answer())
-    mock.post(PORTAL + "event.bind", payload=ok(True), repeat=True)
-    resp = await h.client.post("/hooks/bitrix24/events", data=install_body(), headers=FORM)
-    assert resp.status == 200, await resp.text()
-    conn = await h.connect(MEMBER, "fakesrc")
-    gw = h.gw
-    await gw.put_user(await gw.connection(conn["id"]),
-                      TelephonyUser("u1", name="Anna Schmidt", email=EMAIL, extension="101"))
-    return h, fake, conn["id"]
-
-
 async def post_call(h: Any, conn_id: str, body: bytes) -> None:
     resp = await h.post_hook("fakesrc", conn_id, body, {"Content-Type": "application/json", "X-Fake-Secret": SECRET})
     assert resp.status == 200, await resp.text()
 
 
 async def test_install_creates_tenant_stores_tokens_and_binds_events(gateway_harness: Any, mock: Any) -> None:
-    h, _, _ = await start(gateway_harness, mock)
+    h, _, _ = await install_with_user(gateway_harness, mock)
     tenant = await h.admin("GET", f"/tenants/{MEMBER}", expect=200)
     assert tenant["sinks"] == ["bitrix24"] and tenant["status"] == "active"
     info = await h.admin("GET", f"/plugins/bitrix24/tenants/{MEMBER}", expect=200)
@@ -112,7 +97,7 @@ async def test_whole_inbound_call_then_uninstall_leaves_nothing(gateway_harness:
                                                                 caplog: Any) -> None:
     caplog.set_level(logging.INFO)
     caplog.set_level(logging.DEBUG, logger="gateway_bitrix24")
-    h, _, conn = await start(gateway_harness, mock)
+    h, _, conn = await install_with_user(gateway_harness, mock)
     call_id = "externalCall.716f1cb73def9700a23842adf9c4c568.1773130779"
     mock.post(PORTAL + "user.get", payload=ok([B24_USER]))
     mock.post(PORTAL + "telephony.externalCall.register", payload=ok(
@@ -172,7 +157,7 @@ async def test_whole_inbound_call_then_uninstall_leaves_nothing(gateway_harness:
 
 
 async def test_call_first_seen_at_its_end_is_registered_then_finished(gateway_harness: Any, mock: Any) -> None:
-    h, _, conn = await start(gateway_harness, mock)
+    h, _, conn = await install_with_user(gateway_harness, mock)
     mock.post(PORTAL + "user.get", payload=ok([B24_USER]))
     mock.post(PORTAL + "batch", payload=batch_answer(
         {"register": {"CALL_ID": "externalCall.a.1", "CRM_ENTITY_TYPE": "CONTACT", "CRM_ENTITY_ID": 797}},
@@ -197,7 +182,7 @@ async def test_call_first_seen_at_its_end_is_registered_then_finished(gateway_ha
 
 async def test_batch_failing_after_register_keeps_the_call_id_and_retries_only_finish(
         gateway_harness: Any, mock: Any) -> None:
-    h, _, conn = await start(gateway_harness, mock)
+    h, _, conn = await install_with_user(gateway_harness, mock)
     mock.post(PORTAL + "user.get", payload=ok([B24_USER]))
     mock.post(PORTAL + "batch", payload=batch_answer(
         {"register": {"CALL_ID": "externalCall.p.1"}},
@@ -214,7 +199,7 @@ async def test_batch_failing_after_register_keeps_the_call_id_and_retries_only_f
 
 
 async def test_rate_limit_answer_is_retried_without_registering_twice(gateway_harness: Any, mock: Any) -> None:
-    h, _, conn = await start(gateway_harness, mock)
+    h, _, conn = await install_with_user(gateway_harness, mock)
     mock.post(PORTAL + "user.get", payload=ok([B24_USER]))
     mock.post(PORTAL + "telephony.externalCall.register", status=503, body="<html><body>503</body></html>",
               content_type="text/html")
@@ -230,7 +215,7 @@ async def test_rate_limit_answer_is_retried_without_registering_twice(gateway_ha
 
 
 async def test_unmapped_user_goes_to_default_user(gateway_harness: Any, mock: Any) -> None:
-    h, _, conn = await start(gateway_harness, mock)
+    h, _, conn = await install_with_user(gateway_harness, mock)
     await h.admin("PUT", f"/plugins/bitrix24/tenants/{MEMBER}/settings",
                   {"default_user_id": 7, "crm_create": True}, expect=200)
     mock.post(PORTAL + "user.get", payload=ok([]), repeat=True)
@@ -242,7 +227,7 @@ async def test_unmapped_user_goes_to_default_user(gateway_harness: Any, mock: An
 
 
 async def test_user_map_override_and_admin_scope(gateway_harness: Any, mock: Any) -> None:
-    h, _, conn = await start(gateway_harness, mock)
+    h, _, conn = await install_with_user(gateway_harness, mock)
     await h.admin("PUT", f"/plugins/bitrix24/tenants/{MEMBER}/user-map",
                   {"entries": [{"email": EMAIL.upper(), "bitrix24_user_id": 42}]}, expect=200)
     got = await h.admin("GET", f"/plugins/bitrix24/tenants/{MEMBER}/user-map", expect=200)
@@ -256,7 +241,7 @@ async def test_user_map_override_and_admin_scope(gateway_harness: Any, mock: Any
 
 
 async def test_invalid_application_token_is_401_and_changes_nothing(gateway_harness: Any, mock: Any) -> None:
-    h, fake, _ = await start(gateway_harness, mock)
+    h, fake, _ = await install_with_user(gateway_harness, mock)
     before = rest_methods(mock)
     for body in (click_body("externalCall.e.1", token="0" * 32), uninstall_body(token="f" * 32)):
         resp = await h.client.post("/hooks/bitrix24/events", data=body, headers=FORM)
@@ -276,7 +261,7 @@ async def test_invalid_application_token_is_401_and_changes_nothing(gateway_harn
 
 
 async def test_click_to_call_originates_once_and_adopts_the_crm_call(gateway_harness: Any, mock: Any) -> None:
-    h, fake, conn = await start(gateway_harness, mock)
+    h, fake, conn = await install_with_user(gateway_harness, mock)
     crm_call = "externalCall.89350264e026dace3f2b14d1f438257c.1773236989"
     mock.post(PORTAL + "user.get", payload=ok([B24_USER]), repeat=True)
     mock.post(PORTAL + "telephony.externalCall.finish", payload=ok({"CALL_ID": crm_call}))
@@ -298,7 +283,7 @@ async def test_click_to_call_originates_once_and_adopts_the_crm_call(gateway_har
 
 
 async def test_failed_originate_closes_the_card(gateway_harness: Any, mock: Any) -> None:
-    h, fake, _ = await start(gateway_harness, mock)
+    h, fake, _ = await install_with_user(gateway_harness, mock)
     fake.source.fail_originate = True
     crm_call = "externalCall.ffff.1773236989"
     mock.post(PORTAL + "user.get", payload=ok([B24_USER]))
@@ -312,7 +297,7 @@ async def test_failed_originate_closes_the_card(gateway_harness: Any, mock: Any)
 
 
 async def test_callback_form_registers_type_4_and_originates(gateway_harness: Any, mock: Any) -> None:
-    h, fake, _ = await start(gateway_harness, mock)
+    h, fake, _ = await install_with_user(gateway_harness, mock)
     from bitrix24_fakes import auth, form
     mock.post(PORTAL + "telephony.externalCall.searchCrmEntities", payload=ok([
         {"CRM_ENTITY_TYPE": "CONTACT", "CRM_ENTITY_ID": 797, "ASSIGNED_BY_ID": 1269, "NAME": "Max",
@@ -332,7 +317,7 @@ async def test_callback_form_registers_type_4_and_originates(gateway_harness: An
 
 
 async def test_recording_event_attaches_after_finish_only(gateway_harness: Any, mock: Any) -> None:
-    h, _, conn = await start(gateway_harness, mock)
+    h, _, conn = await install_with_user(gateway_harness, mock)
     mock.post(PORTAL + "user.get", payload=ok([B24_USER]))
     mock.post(PORTAL + "batch", payload=batch_answer({"register": {"CALL_ID": "externalCall.r.1"},
                                                       "finish": {"CALL_ID": "externalCall.r.1"}}))
@@ -352,7 +337,7 @@ async def test_recording_event_attaches_after_finish_only(gateway_harness: Any, 
 
 
 async def test_auth_error_inside_a_batch_pauses_the_tenant(gateway_harness: Any, mock: Any) -> None:
-    h, _, conn = await start(gateway_harness, mock)
+    h, _, conn = await install_with_user(gateway_harness, mock)
     mock.post(PORTAL + "user.get", payload=ok([B24_USER]))
     mock.post(PORTAL + "batch", payload=batch_answer(
         {}, {"register": {"error": "insufficient_scope", "error_description": "The request requires higher privileges"}}))

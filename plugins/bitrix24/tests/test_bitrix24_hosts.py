@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from gateway_bitrix24.hosts import DEFAULT_PATTERNS, is_allowed, parse_patterns, rest_endpoint
 
 DEFAULT = parse_patterns(DEFAULT_PATTERNS)

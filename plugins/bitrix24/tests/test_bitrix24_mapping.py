@@ -6,8 +6,6 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 import pytest
-
-from gateway import CallEvent, CallState, Direction, Outcome, RetryableError
 from gateway_bitrix24.mapping import (
     external_call_id,
     finish_params,
@@ -22,6 +20,8 @@ from gateway_bitrix24.responses import (
     parse_oauth,
     parse_rest,
 )
+
+from gateway import CallEvent, CallState, Direction, Outcome, RetryableError
 
 T0 = datetime(2026, 3, 10, 10, 19, 30, tzinfo=timezone.utc)
 

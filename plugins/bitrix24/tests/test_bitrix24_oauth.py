@@ -8,7 +8,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-
 from bitrix24_fakes import (
     ACCESS_1,
     APP_TOKEN,
@@ -30,10 +29,11 @@ from bitrix24_fakes import (
     ok,
     wait_until,
 )
-from gateway import TelephonyUser
-from gateway.testing import ADMIN_TOKEN
 from gateway_bitrix24.api import Bitrix24Client
 from gateway_bitrix24.records import Tokens, get_tokens, put_tokens, storage
+
+from gateway import TelephonyUser
+from gateway.testing import ADMIN_TOKEN
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 B24_USER = {"ID": "1269", "EMAIL": "anna@example.com", "UF_PHONE_INNER": "101"}

@@ -5,9 +5,6 @@ from __future__ import annotations
 from urllib.parse import quote, urlencode
 
 import pytest
-from hypothesis import given, strategies as st
-
-from gateway import BadRequest
 from gateway_bitrix24.parse import (
     parse_callback,
     parse_click_to_call,
@@ -17,6 +14,10 @@ from gateway_bitrix24.parse import (
     parse_ui_install,
     tokens_equal,
 )
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway import BadRequest
 
 INSTALL = (
     "event=ONAPPINSTALL&ts=1773130000"

@@ -6,11 +6,9 @@ import time
 from typing import Any
 
 import pytest
-
 from bitrix24_fakes import (
-    ENV,
+    EMAIL,
     MEMBER,
-    OAUTH_RE,
     PORTAL,
     SECRET,
     BitrixMock,
@@ -18,19 +16,18 @@ from bitrix24_fakes import (
     call_event,
     calls,
     click_body,
-    install_body,
-    oauth_answer,
+    install_with_user,
     ok,
     wait_until,
 )
-from gateway import Subject, TelephonyUser
 from gateway_bitrix24.plugin import subject_erase, subject_export
 from gateway_bitrix24.records import storage
 from gateway_bitrix24.sweep import STALE_AFTER
 
+from gateway import Subject
+
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 JSON = {"Content-Type": "application/json", "X-Fake-Secret": SECRET}
-EMAIL = "anna.schmidt@example.com"
 B24_USER = {"ID": "1269", "ACTIVE": True, "EMAIL": EMAIL, "UF_PHONE_INNER": "101"}
 DIALED = "+494951234567"
 CALLER = "+4922112345678"
@@ -44,16 +41,9 @@ def mock() -> Any:
 
 
 async def installed(gateway_harness: Any, mock: Any) -> tuple[Any, FakeSourcePlugin, str]:
-    fake = FakeSourcePlugin()
-    h = await gateway_harness(env=ENV, plugins=[("fakesrc", fake)])
-    mock.get(OAUTH_RE, payload=oauth_answer())
-    mock.post(PORTAL + "event.bind", payload=ok(True), repeat=True)
-    resp = await h.client.post("/hooks/bitrix24/events", data=install_body(), headers=FORM)
-    assert resp.status == 200
-    conn = await h.connect(MEMBER, "fakesrc")
-    await h.gw.put_user(await h.gw.connection(conn["id"]), TelephonyUser("u1", email=EMAIL, extension="101"))
+    h, fake, conn = await install_with_user(gateway_harness, mock)
     mock.post(PORTAL + "user.get", payload=ok([B24_USER]), repeat=True)
-    return h, fake, conn["id"]
+    return h, fake, conn
 
 
 def sweep_task(h: Any) -> Any:
