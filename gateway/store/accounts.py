@@ -46,7 +46,7 @@ class AccountsPart(StoreBase):
         cached = self._connections.get(connection_id)
         if cached is not None:
             return cached
-        row = await self._one(
+        row = await self._lookup(
             "SELECT id, tenant, plugin, settings, status, status_reason, created_at "
             "FROM connections WHERE id=?", (connection_id,))
         if row is None:

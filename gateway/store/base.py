@@ -169,11 +169,17 @@ class StoreBase:
             return list(await cur.fetchall())
 
     async def _one(self, sql: str, args: Iterable[Any] = ()) -> Any:
-        """A point read (one row by key) inline on the event loop's thread.
+        """One row of any query (counts, joins) on the reader thread."""
+        rows = await self._all(sql, args)
+        return rows[0] if rows else None
+
+    async def _lookup(self, sql: str, args: Iterable[Any] = ()) -> Any:
+        """A point read (one row by primary or unique key) inline on the event loop's thread.
 
         In WAL mode a reader never waits for the writer, and a keyed lookup in a warm page
         cache takes microseconds: far less than a round trip to a reader thread, which
-        under load costs a whole event-loop iteration. Scans (``_all``) stay in the thread.
+        under load costs a whole event-loop iteration. Anything that scans uses ``_one`` or
+        ``_all`` so it never stalls the loop.
         """
         if self._point is None:
             raise StoreError("store is not open")
@@ -208,7 +214,7 @@ class StoreBase:
             return found
 
     async def get_tenant(self, tenant: str) -> Tenant | None:
-        row = await self._one("SELECT id, created_at, status, status_reason FROM tenants WHERE id=?", (tenant,))
+        row = await self._lookup("SELECT id, created_at, status, status_reason FROM tenants WHERE id=?", (tenant,))
         return Tenant(row[0], ms_to_dt(row[1]), row[2], row[3]) if row else None
 
     async def list_tenants(self) -> list[Tenant]:
@@ -227,7 +233,7 @@ class StoreBase:
         cached = self._keys.get(tenant)
         if cached is not None:
             return cached
-        row = await self._one("SELECT key_id, wrapped_key FROM tenants WHERE id=?", (tenant,))
+        row = await self._lookup("SELECT key_id, wrapped_key FROM tenants WHERE id=?", (tenant,))
         if row is None:
             raise NotFound("unknown tenant")
         keys = TenantKeys(tenant, self.keyring.unwrap(tenant, row[0], row[1]))

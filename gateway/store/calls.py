@@ -93,7 +93,7 @@ class CallsPart(StoreBase):
         return [_pending(row, by_dedup.get(row[9])) for row in fresh]
 
     async def load_event(self, tenant: str, seq: int) -> CallEvent | None:
-        row = await self._one("SELECT dedup_key, payload FROM events WHERE seq=? AND tenant=?", (seq, tenant))
+        row = await self._lookup("SELECT dedup_key, payload FROM events WHERE seq=? AND tenant=?", (seq, tenant))
         if row is None:
             return None
         keys = await self.keys(tenant)

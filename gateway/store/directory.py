@@ -42,7 +42,7 @@ class DirectoryPart(StoreBase):
     async def get_user(self, connection: Connection, user_id: str) -> TelephonyUser | None:
         keys = await self.keys(connection.tenant)
         uid = keys.blind_index("user", f"{connection.id}\x1f{user_id}")
-        row = await self._one("SELECT data, status FROM telephony_users WHERE connection=? AND user_id_key=?",
+        row = await self._lookup("SELECT data, status FROM telephony_users WHERE connection=? AND user_id_key=?",
                               (connection.id, uid))
         return self._user_from_row(keys, connection.id, uid, row[0], row[1]) if row else None
 

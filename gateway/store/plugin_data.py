@@ -55,7 +55,7 @@ class PluginDataPart(StoreBase):
             return unsaved[0]
         keys = await self.keys(tenant)
         rkey = keys.blind_index(f"record\x1f{plugin}\x1f{kind}", key)
-        row = await self._one("SELECT data FROM records WHERE tenant=? AND plugin=? AND kind=? AND record_key=?",
+        row = await self._lookup("SELECT data FROM records WHERE tenant=? AND plugin=? AND kind=? AND record_key=?",
                               (tenant, plugin, kind, rkey))
         return self._record_from_blob(keys, plugin, kind, rkey, row[0])[1] if row else None
 

@@ -103,7 +103,7 @@ class SubjectsPart(DirectoryPart):
 
     async def restriction(self, tenant: str, subject_key: str) -> str | None:
         """``restrict`` or ``object`` while the subject is restricted, else ``None``."""
-        row = await self._one("SELECT kind FROM restrictions WHERE tenant=? AND subject_key=? LIMIT 1",
+        row = await self._lookup("SELECT kind FROM restrictions WHERE tenant=? AND subject_key=? LIMIT 1",
                               (tenant, subject_key))
         return str(row[0]) if row else None
 
