@@ -14,18 +14,17 @@ import aiohttp
 import pluggy
 
 from . import metrics
+from .audit import check_action, clean_details
 from .config import Config
 from .delivery import Dispatcher
-from .audit import check_action, clean_details
-from .locks import KeyedLocks
 from .errors import BadRequest, Conflict, GatewayError, NotFound, PluginError
 from .events import CallEvent, CallState
+from .locks import KeyedLocks
 from .models import Connection, SinkBinding, TelephonyUser, Tenant
 from .plugins import PluginInfo, Registry, await_all
 from .sinks import Sink
 from .sources import OriginateResult, Source, WebhookRequest
 from .store import MasterKeyring, PluginStorage, Store
-from .store.sqlite import now_ms
 
 log = logging.getLogger("gateway")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import os
 import subprocess
 import sys
@@ -112,6 +113,6 @@ async def test_third_party_sink_receives_events_without_core_changes(gateway_har
     for _ in range(200):
         if len(received) == 3:
             break
-        await __import__("asyncio").sleep(0.02)
+        await asyncio.sleep(0.02)
     assert [r["state"] for r in received] == ["ringing", "answered", "ended"]
     assert received[0]["number"] == "+4922112345678" and received[2]["outcome"] == "answered"

@@ -76,15 +76,6 @@ class GroupCommitWriter:
         result: T = await self._put("job", job)
         return result
 
-    def submit_nowait(self, job: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        """Queue ``job`` and return at once. It commits in the same transaction as, or an
-        earlier one than, anything submitted after it; the future tells how it went."""
-        if self._task is None:
-            raise RuntimeError("store writer is not running")
-        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(("job", job, fut))
-        return fut
-
     def submit_upsert_nowait(self, sql: str, row: tuple[Any, ...]) -> asyncio.Future[None]:
         """Queue one row for ``sql`` (an INSERT whose ``VALUES {rows}`` the writer fills).
 
