@@ -7,7 +7,6 @@ only ever a *reference* (opaque to everyone but its source); the link is fetched
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import enum
 import functools
@@ -143,8 +142,11 @@ class CallEvent:
         return dataclasses.replace(self, **changes)
 
     def stamped(self, *, source: str, connection_id: str, tenant: str) -> CallEvent:
-        """A copy that names where it came from (the core's stamp; cheaper than ``replace``)."""
-        out = copy.copy(self)
+        """A copy that names where it came from (the core's stamp). Field by field: a third
+        of ``copy.copy``'s cost (which pickles slots), and nothing to re-validate."""
+        out = object.__new__(CallEvent)
+        for name in _FIELD_NAMES:
+            object.__setattr__(out, name, getattr(self, name))
         object.__setattr__(out, "source", source)
         object.__setattr__(out, "connection_id", connection_id)
         object.__setattr__(out, "tenant", tenant)
@@ -172,3 +174,6 @@ class CallEvent:
         if kw.get("recording") is not None:
             kw["recording"] = RecordingRef(**kw["recording"])
         return cls(**kw)
+
+
+_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(CallEvent))

@@ -51,7 +51,7 @@ def key_id(key: bytes) -> str:
 
 
 def _aad(*parts: str) -> bytes:
-    return b"\x1f".join(p.encode("utf-8") for p in parts)
+    return "\x1f".join(parts).encode("utf-8")
 
 
 @dataclass(frozen=True)
