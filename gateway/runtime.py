@@ -66,7 +66,13 @@ class Gateway:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def open(self, *, deliver: bool = True, background: bool = True) -> None:
-        await self.store.open()
+        if deliver or background:
+            self.store.claim_serving()  # before anything touches the database (migrations)
+        try:
+            await self.store.open()
+        except BaseException:
+            await self.store.close()
+            raise
         try:
             await self._start(deliver, background)
         except BaseException:

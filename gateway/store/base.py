@@ -8,7 +8,9 @@ before it reaches SQL; lookups use blind indexes.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -77,6 +79,7 @@ class StoreBase:
         self._unsaved: dict[tuple[str, str, str, str], tuple[Any, asyncio.Future[None]]] = {}
         self._audit_refs: dict[str, str] = {}
         self._audit_pending: list[tuple[int, str, str | None, dict[str, Any]]] = []
+        self._claim: int | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -107,7 +110,37 @@ class StoreBase:
             raise
         return conn
 
+    def claim_serving(self) -> None:
+        """Become the one process that serves this database: delivers its queue and runs its
+        background work. A second one would deliver every pending event again, so it is
+        refused (a lock beside the database, released by the kernel even after ``kill -9``).
+        Commands that only read or change data (purge, replay, key rotation) need no claim."""
+        if self.path == ":memory:" or self._claim is not None:
+            return
+        fd = os.open(self.path + ".serving", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise StoreError(f"another gateway process (pid {holder}) is serving this database; "
+                             "stop it first") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._claim = fd
+
+    def _release_claim(self) -> None:
+        if self._claim is not None:
+            os.close(self._claim)  # closing the descriptor releases the lock
+            self._claim = None
+
     async def close(self) -> None:
+        try:
+            await self._close()
+        finally:
+            self._release_claim()
+
+    async def _close(self) -> None:
         if self.writer is not None:
             try:
                 await self.flush_audit()

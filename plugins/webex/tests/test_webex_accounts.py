@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -253,12 +254,13 @@ async def test_login_from_another_organisation_is_refused(webex: Webex) -> None:
     assert [u["user_id"] for u in await webex.users()] == [PERSON]
 
 
-async def test_connection_needs_operator_credentials(gateway_harness: Any) -> None:
+async def test_connection_needs_operator_credentials(gateway_harness: Any, tmp_path: Path) -> None:
     h = await gateway_harness(env={})
     await h.create_tenant("acme")
     body = await h.admin("POST", "/tenants/acme/connections", {"plugin": "webex", "settings": {}}, expect=400)
     assert "GATEWAY_WEBEX_CLIENT_ID" in body["error"]
-    h2 = await gateway_harness(env=ENV)
+    # a second gateway, configured this time: its own database (one gateway serves a database)
+    h2 = await gateway_harness(env={**ENV, "GATEWAY_DATABASE": str(tmp_path / "configured.db")})
     await h2.admin("POST", "/tenants", {"id": "beta"}, expect=201)
     await h2.admin("POST", "/tenants/beta/connections", {"plugin": "webex", "settings": {"region": "xx"}},
                    expect=400)
