@@ -188,6 +188,8 @@ def _current_key_id(config: Config) -> str:
 
 
 def cmd_deadletters(config: Config, args: argparse.Namespace) -> int:
+    from .delivery import RESCAN_INTERVAL
+
     async def body(gw: Any) -> int:
         if args.dead_command == "list":
             for d in await gw.store.dead_letters(args.tenant):
@@ -196,7 +198,7 @@ def cmd_deadletters(config: Config, args: argparse.Namespace) -> int:
             return 0
         for delivery_id in args.ids:
             await gw.store.replay_dead_letter(delivery_id)
-            print(f"replayed {delivery_id} (delivered by the running gateway at its next start)")
+            print(f"replayed {delivery_id} (the serving gateway picks it up within {RESCAN_INTERVAL:.0f} s)")
         return 0
     return int(_with_gateway(config, body))
 

@@ -16,7 +16,7 @@ import pluggy
 from . import metrics
 from .audit import check_action, clean_details
 from .config import Config
-from .delivery import Dispatcher
+from .delivery import RESCAN_INTERVAL, Dispatcher
 from .errors import BadRequest, Conflict, GatewayError, NotFound, PluginError
 from .events import CallEvent, CallState
 from .locks import KeyedLocks
@@ -94,6 +94,9 @@ class Gateway:
                 self._every("retention", RETENTION_INTERVAL, lambda gw: gw.purge_now()), name="retention"))
             self._background.append(asyncio.create_task(
                 self._every("audit", AUDIT_FLUSH_INTERVAL, lambda gw: gw.store.flush_audit()), name="audit"))
+            if deliver:
+                self._background.append(asyncio.create_task(self._every(
+                    "deliveries", RESCAN_INTERVAL, lambda gw: gw.dispatcher.rescan()), name="rescan"))
         self.started = True
 
     async def close(self) -> None:

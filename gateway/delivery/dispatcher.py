@@ -31,6 +31,8 @@ log = logging.getLogger("gateway.delivery")
 DELIVER_TIMEOUT = 60.0
 PAUSE_DEFAULT = 600.0
 MISSING_SINK_WAIT = 300.0
+#: how often the serving process looks for pending deliveries it does not know of
+RESCAN_INTERVAL = 30.0
 
 
 def reason_of(exc: BaseException) -> str:
@@ -54,6 +56,8 @@ class Dispatcher:
         self._lanes: dict[tuple[str, str], deque[PendingDelivery]] = {}
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._known: set[int] = set()
+        # one set per running rescan: ids that left the queue while its read was under way
+        self._finishing: list[set[int]] = []
         self._closing = False
         self._wake = asyncio.Event()
 
@@ -80,6 +84,27 @@ class Dispatcher:
             if key not in self._tasks:
                 self._tasks[key] = asyncio.create_task(self._run_lane(key), name="delivery-lane")
         metrics.QUEUE_DEPTH.set(len(self._known))
+
+    async def rescan(self) -> int:
+        """Queue the pending deliveries this process does not know of (dead letters replayed
+        by ``gateway deadletters replay`` from another process); return how many.
+
+        A delivery that finishes while the read runs may still show as pending in it: those
+        are remembered and skipped, else they would go out twice.
+        """
+        if self._closing or await self.gw.store.count_deliveries("pending") <= len(self._known):
+            return 0
+        finished: set[int] = set()
+        self._finishing.append(finished)
+        try:
+            pending = await self.gw.store.pending_deliveries()
+        finally:
+            self._finishing.remove(finished)
+        fresh = [d for d in pending if d.id not in self._known and d.id not in finished]
+        self.submit(fresh)
+        if fresh:
+            log.info("pending deliveries found in the store", extra={"deliveries": len(fresh)})
+        return len(fresh)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop taking new attempts; let running ones finish for ``grace`` seconds, park the rest.
@@ -117,6 +142,8 @@ class Dispatcher:
                 if await self._attempt(d):
                     lane.popleft()
                     self._known.discard(d.id)
+                    for finished in self._finishing:
+                        finished.add(d.id)
                     metrics.QUEUE_DEPTH.set(len(self._known))
         finally:
             if not lane:

@@ -159,3 +159,82 @@ async def test_paused_tenant_keeps_its_deliveries_beyond_the_horizon(gateway_har
     assert await h.gw.store.count_deliveries("pending") == 1
     sink.paused = False
     assert len(await sink.wait_for(1)) == 1
+
+
+async def _dead_letter(h, flaky: FlakySink, call: str) -> int:
+    cid = (await h.connect("acme", "demo", {"secret": SECRET}))["id"]
+    await post(h, cid, f"{call}-e1", call, "ringing")
+    for _ in range(200):
+        letters = await h.gw.store.dead_letters()
+        if letters:
+            return letters[0].id
+        await asyncio.sleep(0.02)
+    raise AssertionError("no dead letter")
+
+
+async def test_a_replay_from_another_process_is_delivered_at_the_next_rescan(gateway_harness):
+    """``gateway deadletters replay`` only changes the row: the server finds it by itself."""
+    flaky = FlakySink({"c"}, failures=1)
+    h = await gateway_harness(plugins=[("flaky", SinkPlugin(flaky))], env={"GATEWAY_DELIVERY_HORIZON": "0"})
+    await h.create_tenant("acme", record=False)
+    await h.admin("PUT", "/tenants/acme/sinks/flaky", {"settings": {}}, expect=200)
+    letter = await _dead_letter(h, flaky, "c")
+    flaky.left.clear()
+    flaky.failures = 0
+    await h.gw.store.replay_dead_letter(letter)  # what the command does, without the dispatcher
+    await asyncio.sleep(0.2)
+    assert flaky.deliveries == []  # nobody told this process
+    assert await h.gw.dispatcher.rescan() == 1
+    assert [e.call_id for e in await flaky.wait_for(1)] == ["c"]
+    for _ in range(100):  # the sink has it; the row is marked done right after
+        if h.gw.dispatcher.depth == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert await h.gw.store.count_deliveries("pending") == 0
+    assert await h.gw.dispatcher.rescan() == 0
+    assert len(flaky.deliveries) == 1
+
+
+class GatedSink(RecordingSink):
+    """Holds every delivery until ``gate`` opens."""
+
+    name = "gated"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.started = asyncio.Event()
+
+    async def deliver(self, gateway: Gateway, delivery: Delivery) -> None:
+        self.started.set()
+        await self.gate.wait()
+        await super().deliver(gateway, delivery)
+
+
+async def test_a_delivery_finishing_during_a_rescan_does_not_go_out_twice(gateway_harness, monkeypatch):
+    sink = GatedSink()
+    h = await gateway_harness(plugins=[("gated", SinkPlugin(sink))])
+    await h.create_tenant("acme", record=False)
+    await h.admin("PUT", "/tenants/acme/sinks/gated", {"settings": {}}, expect=200)
+    cid = (await h.connect("acme", "demo", {"secret": SECRET}))["id"]
+    await post(h, cid, "e1", "call-1", "ringing")
+    await asyncio.wait_for(sink.started.wait(), 5)
+    # another pending row this process does not know of, so the rescan reads the queue
+    await h.gw.store.w.submit(lambda c: c.execute(
+        "INSERT INTO deliveries (event_seq, tenant, sink, call_key, state, attempts, next_at, received_at, "
+        "since, updated_at) SELECT event_seq, tenant, 'gone', call_key, 'pending', 0, next_at, received_at, "
+        "since, updated_at FROM deliveries"))
+    store = h.gw.store
+    real = store.pending_deliveries
+
+    async def stale_read():
+        rows = await real()  # read while e1 is still in flight: it shows as pending
+        sink.gate.set()
+        while h.gw.dispatcher.depth > 0:  # e1 delivered and off the queue before the read returns
+            await asyncio.sleep(0.01)
+        return rows
+
+    monkeypatch.setattr(store, "pending_deliveries", stale_read)
+    assert await h.gw.dispatcher.rescan() == 1  # the unknown row, not e1 again
+    await asyncio.sleep(0.2)
+    assert [e.event_id for e in sink.events] == ["e1"]
