@@ -13,6 +13,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .. import logs, metrics
@@ -33,6 +34,8 @@ PAUSE_DEFAULT = 600.0
 MISSING_SINK_WAIT = 300.0
 #: how often the serving process looks for pending deliveries it does not know of
 RESCAN_INTERVAL = 30.0
+#: deliveries of one (sink, tenant) held in memory; a longer backlog waits in the store
+WINDOW = 64
 
 
 def reason_of(exc: BaseException) -> str:
@@ -42,6 +45,18 @@ def reason_of(exc: BaseException) -> str:
     if isinstance(code, str) and code and len(code) <= 64 and code.replace("_", "").isalnum():
         return f"{name}:{code}"
     return name
+
+
+@dataclass(slots=True)
+class _Window:
+    """What of one (sink, tenant)'s queue is in memory: at most ``WINDOW`` deliveries, taken
+    strictly in id order, so a call's deliveries keep their order however they come in."""
+
+    count: int = 0  # in memory: queued or in flight
+    watermark: int = 0  # the highest id taken in
+    overflow: bool = False  # pending rows above the watermark may be waiting in the store
+    skipped: bool = False  # one was left in the store since the last page was read
+    paging: bool = False
 
 
 class Dispatcher:
@@ -55,35 +70,91 @@ class Dispatcher:
         self._limiter = RateLimiter()
         self._lanes: dict[tuple[str, str], deque[PendingDelivery]] = {}
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._windows: dict[tuple[str, str], _Window] = {}
         self._known: set[int] = set()
         # one set per running rescan: ids that left the queue while its read was under way
         self._finishing: list[set[int]] = []
+        self._paging: set[asyncio.Task[None]] = set()
         self._closing = False
         self._wake = asyncio.Event()
 
     @property
     def depth(self) -> int:
+        """Deliveries held in memory (the rest of a backlog waits in the store)."""
         return len(self._known)
 
     async def start(self) -> None:
-        self.submit(await self.gw.store.pending_deliveries())
+        self.submit(await self.gw.store.pending_deliveries(per_group=WINDOW + 1))
 
     def submit(self, deliveries: Iterable[PendingDelivery]) -> None:
-        """Schedule deliveries (fresh from ingest, or loaded at start, or replayed)."""
+        """Schedule deliveries (fresh from ingest, loaded at start, paged in, or replayed), in
+        id order. Beyond a (sink, tenant)'s window they stay in the store, paged in later."""
         if self._closing:
             return
         for d in deliveries:
             if d.id in self._known:
                 continue
-            self._known.add(d.id)
-            key = (d.sink, d.call_key)
-            lane = self._lanes.get(key)
-            if lane is None:
-                lane = self._lanes[key] = deque()
-            lane.append(d)
-            if key not in self._tasks:
-                self._tasks[key] = asyncio.create_task(self._run_lane(key), name="delivery-lane")
+            window = self._windows.get((d.sink, d.tenant))
+            if window is None:
+                window = self._windows[(d.sink, d.tenant)] = _Window()
+            if window.count >= WINDOW or (window.overflow and d.id > window.watermark):
+                window.overflow = True
+                window.skipped = True
+                continue
+            self._take(d, window)
         metrics.QUEUE_DEPTH.set(len(self._known))
+
+    def _take(self, d: PendingDelivery, window: _Window) -> None:
+        self._known.add(d.id)
+        window.count += 1
+        window.watermark = max(window.watermark, d.id)
+        key = (d.sink, d.call_key)
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = deque()
+        lane.append(d)
+        if key not in self._tasks:
+            self._tasks[key] = asyncio.create_task(self._run_lane(key), name="delivery-lane")
+
+    def _left(self, d: PendingDelivery) -> None:
+        """``d`` is done or dead: free its place in the window, page more in when half empty."""
+        self._known.discard(d.id)
+        for finished in self._finishing:
+            finished.add(d.id)
+        wkey = (d.sink, d.tenant)
+        window = self._windows.get(wkey)
+        if window is None:
+            return
+        window.count -= 1
+        if window.overflow and window.count <= WINDOW // 2 and not window.paging and not self._closing:
+            window.paging = True
+            task = asyncio.create_task(self._page_in(wkey, window), name="delivery-page")
+            self._paging.add(task)
+            task.add_done_callback(self._paging.discard)
+        elif window.count == 0 and not window.overflow:
+            del self._windows[wkey]
+
+    async def _page_in(self, wkey: tuple[str, str], window: _Window) -> None:
+        """Read the next deliveries of a window from the store, until it is full or the
+        store has no more (and none were left out while reading)."""
+        sink, tenant = wkey
+        try:
+            while window.overflow and window.count < WINDOW and not self._closing:
+                window.skipped = False
+                want = WINDOW - window.count
+                page = await self.gw.store.pending_after(tenant, sink, window.watermark, want)
+                for d in page:
+                    if d.id not in self._known and not self._closing:
+                        self._take(d, window)
+                if len(page) < want and not window.skipped:
+                    window.overflow = False
+            metrics.QUEUE_DEPTH.set(len(self._known))
+        except Exception as exc:  # the rescan pages it in later
+            log.error("paging deliveries in failed", extra={"sink": sink, "error": type(exc).__name__})
+        finally:
+            window.paging = False
+            if window.count == 0 and not window.overflow and self._windows.get(wkey) is window:
+                del self._windows[wkey]
 
     async def rescan(self) -> int:
         """Queue the pending deliveries this process does not know of (dead letters replayed
@@ -97,14 +168,15 @@ class Dispatcher:
         finished: set[int] = set()
         self._finishing.append(finished)
         try:
-            pending = await self.gw.store.pending_deliveries()
+            pending = await self.gw.store.pending_deliveries(per_group=WINDOW + 1)
         finally:
             self._finishing.remove(finished)
-        fresh = [d for d in pending if d.id not in self._known and d.id not in finished]
-        self.submit(fresh)
-        if fresh:
-            log.info("pending deliveries found in the store", extra={"deliveries": len(fresh)})
-        return len(fresh)
+        before = len(self._known)
+        self.submit(d for d in pending if d.id not in self._known and d.id not in finished)
+        added = len(self._known) - before
+        if added:
+            log.info("pending deliveries found in the store", extra={"deliveries": added})
+        return added
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop taking new attempts; let running ones finish for ``grace`` seconds, park the rest.
@@ -113,6 +185,9 @@ class Dispatcher:
         """
         self._closing = True
         self._wake.set()
+        for task in list(self._paging):
+            task.cancel()
+        await asyncio.gather(*self._paging, return_exceptions=True)
         tasks = list(self._tasks.values())
         if tasks:
             done, pending = await asyncio.wait(tasks, timeout=grace)
@@ -141,10 +216,10 @@ class Dispatcher:
                     break
                 if await self._attempt(d):
                     lane.popleft()
-                    self._known.discard(d.id)
-                    for finished in self._finishing:
-                        finished.add(d.id)
+                    self._left(d)
                     metrics.QUEUE_DEPTH.set(len(self._known))
+                else:
+                    d.event = None  # read again for the next attempt: a backlog holds no events
         finally:
             if not lane:
                 self._lanes.pop(key, None)

@@ -16,6 +16,8 @@ from .base import StoreBase, _pending, now_ms, phone_key
 from .records import DeadLetter, PendingDelivery
 
 _ROWS_PER_INSERT = 90  # 10 columns each: under SQLite's 999 bound parameters
+_PENDING = ("SELECT d.id, d.event_seq, d.tenant, d.sink, d.call_key, d.attempts, d.next_at, d.received_at, "
+            "d.since, e.dedup_key FROM deliveries d JOIN events e ON e.seq = d.event_seq ")
 
 
 class CallsPart(StoreBase):
@@ -99,11 +101,26 @@ class CallsPart(StoreBase):
         keys = await self.keys(tenant)
         return CallEvent.from_dict(orjson.loads(keys.decrypt("events", "payload", row[0], row[1])))
 
-    async def pending_deliveries(self) -> list[PendingDelivery]:
+    async def pending_deliveries(self, per_group: int | None = None) -> list[PendingDelivery]:
+        """Pending deliveries in id order; with ``per_group``, only the first that many of
+        each (tenant, sink), so that a backlog never has to fit in memory at once."""
+        if per_group is None:
+            rows = await self._all(_PENDING + "WHERE d.state = 'pending' ORDER BY d.id")
+        else:
+            rows = await self._all(
+                "SELECT id, event_seq, tenant, sink, call_key, attempts, next_at, received_at, since, "
+                "dedup_key FROM (SELECT d.id, d.event_seq, d.tenant, d.sink, d.call_key, d.attempts, "
+                "d.next_at, d.received_at, d.since, e.dedup_key, ROW_NUMBER() OVER "
+                "(PARTITION BY d.tenant, d.sink ORDER BY d.id) AS n FROM deliveries d "
+                "JOIN events e ON e.seq = d.event_seq WHERE d.state = 'pending') AS firsts "
+                "WHERE n <= ? ORDER BY id", (per_group,))
+        return [_pending(row) for row in rows]
+
+    async def pending_after(self, tenant: str, sink: str, after: int, limit: int) -> list[PendingDelivery]:
+        """The next ``limit`` pending deliveries of one (tenant, sink) with ids above ``after``."""
         rows = await self._all(
-            "SELECT d.id, d.event_seq, d.tenant, d.sink, d.call_key, d.attempts, d.next_at, "
-            "d.received_at, d.since, e.dedup_key FROM deliveries d JOIN events e ON e.seq = d.event_seq "
-            "WHERE d.state = 'pending' ORDER BY d.id")
+            _PENDING + "WHERE d.tenant = ? AND d.sink = ? AND d.state = 'pending' AND d.id > ? "
+            "ORDER BY d.id LIMIT ?", (tenant, sink, after, limit))
         return [_pending(row) for row in rows]
 
     async def count_deliveries(self, state: str) -> int:
@@ -151,10 +168,7 @@ class CallsPart(StoreBase):
             return cur.rowcount
         if not await self.w.submit(job):
             raise NotFound("no such dead letter")
-        row = await self._one(
-            "SELECT d.id, d.event_seq, d.tenant, d.sink, d.call_key, d.attempts, d.next_at, "
-            "d.received_at, d.since, e.dedup_key FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.id=?",
-            (delivery_id,))
+        row = await self._one(_PENDING + "WHERE d.id=?", (delivery_id,))
         return _pending(row)
 
     # --- retention -------------------------------------------------------------------------

@@ -122,6 +122,10 @@ MIGRATIONS: tuple[str, ...] = (
         hash TEXT NOT NULL
     );
     """,
+    # 3: the dispatcher pages each (tenant, sink)'s pending deliveries in from the store
+    """
+    CREATE INDEX deliveries_group ON deliveries (tenant, sink, state, id);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

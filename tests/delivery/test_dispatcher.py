@@ -227,8 +227,8 @@ async def test_a_delivery_finishing_during_a_rescan_does_not_go_out_twice(gatewa
     store = h.gw.store
     real = store.pending_deliveries
 
-    async def stale_read():
-        rows = await real()  # read while e1 is still in flight: it shows as pending
+    async def stale_read(**kwargs):
+        rows = await real(**kwargs)  # read while e1 is still in flight: it shows as pending
         sink.gate.set()
         while h.gw.dispatcher.depth > 0:  # e1 delivered and off the queue before the read returns
             await asyncio.sleep(0.01)
