@@ -28,8 +28,8 @@ run: install
 test: install $(VENV)/.test-plugins
 	$(BIN)/python -m pytest -q
 
-## bench: the benchmarks (see bench/README.md)
-bench: install
+## bench: the benchmarks (see bench/README.md); they use the test-only plugins too
+bench: install $(VENV)/.test-plugins
 	$(BIN)/python -m bench
 
 ## container-smoke: build the Containerfile and run the image (needs root; docs/operations.md)

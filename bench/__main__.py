@@ -18,9 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import e2e, ingest, retention, scale
+from . import backlog, e2e, ingest, retention, scale
 
-SCENARIOS = ("ingest", "e2e", "scale", "retention")
+SCENARIOS = ("ingest", "e2e", "scale", "retention", "backlog")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
                                        tenants=args.tenants or (200 if args.quick else 10000), records=records),
         "retention": lambda tmp: retention.run(tmp, seconds=seconds, connections=args.connections,
                                                records=records),
+        "backlog": lambda tmp: backlog.run(tmp, tenants=20 if args.quick else 100,
+                                           calls=50 if args.quick else 200),
     }
     results: dict[str, Any] = {"meta": {"quick": args.quick, "seconds": seconds, "connections": args.connections,
                                         "cpus": os.cpu_count(), "python": platform.python_version(),
@@ -71,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def table(results: dict[str, Any]) -> str:
     parts = []
-    printers = {"ingest": ingest.table, "e2e": e2e.table, "scale": scale.table, "retention": retention.table}
+    printers = {"ingest": ingest.table, "e2e": e2e.table, "scale": scale.table, "retention": retention.table,
+                "backlog": backlog.table}
     for name in SCENARIOS:
         r = results.get(name)
         if r is None:
