@@ -173,7 +173,7 @@ class CallsPart(StoreBase):
 
     # --- retention -------------------------------------------------------------------------
 
-    async def purge_before(self, cutoff_ms: int, *, batch: int = 100,
+    async def purge_before(self, cutoff_ms: int, *, batch: int = 30,
                            progress: Callable[[int], None] | None = None) -> dict[str, int]:
         """Delete call records received before ``cutoff_ms``, in short transactions."""
         counts = {"events": 0, "deliveries": 0, "records": 0}
@@ -188,7 +188,7 @@ class CallsPart(StoreBase):
                 d = conn.execute(f"DELETE FROM deliveries WHERE event_seq IN ({marks})", seqs)
                 e = conn.execute(f"DELETE FROM events WHERE seq IN ({marks})", seqs)
                 return e.rowcount, d.rowcount
-            ev, dl = await self.w.submit(job)
+            ev, dl = await self.w.submit(job, background=True)
             counts["events"] += ev
             counts["deliveries"] += dl
             if progress is not None and ev:
@@ -202,7 +202,7 @@ class CallsPart(StoreBase):
                     "DELETE FROM records WHERE rowid IN (SELECT rowid FROM records WHERE call_record=1 "
                     "AND created_at < ? LIMIT ?)", (cutoff_ms, batch))
                 return cur.rowcount
-            n = await self.w.submit(rjob)
+            n = await self.w.submit(rjob, background=True)
             counts["records"] += n
             if n < batch:
                 break

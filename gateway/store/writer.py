@@ -71,9 +71,13 @@ class GroupCommitWriter:
             self._executor.shutdown(wait=True)
             self._executor = None
 
-    async def submit(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``job(conn)`` inside the next transaction; return its result once committed."""
-        result: T = await self._put("job", job)
+    async def submit(self, job: Callable[[sqlite3.Connection], T], *, background: bool = False) -> T:
+        """Run ``job(conn)`` inside the next transaction; return its result once committed.
+
+        A ``background`` job (retention's deletes) gets a transaction of its own after the
+        batch it was queued with, so the requests in that batch do not wait for it.
+        """
+        result: T = await self._put("background" if background else "job", job)
         return result
 
     def submit_upsert_nowait(self, sql: str, row: tuple[Any, ...]) -> asyncio.Future[None]:
@@ -102,26 +106,35 @@ class GroupCommitWriter:
         return await fut
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             first = await self._queue.get()
             batch = [first]
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            rows = [row for kind, item, _ in batch if kind == "ingest" for row in item]
-            ordered = [(kind, item) for kind, item, _ in batch if kind != "ingest"]
-            try:
-                ingested, outcomes = await loop.run_in_executor(self._executor, self._commit, rows, ordered)
-            except Exception as exc:
-                log.error("store commit failed", extra={"error": type(exc).__name__})
-                for _kind, _item, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-            else:
-                self._settle(batch, ingested, outcomes)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+            urgent = [item for item in batch if item[0] != "background"]
+            if urgent:
+                await self._commit_batch(urgent)
+            for kind, job, fut in batch:
+                if kind == "background":
+                    await self._commit_batch([("job", job, fut)])
+
+    async def _commit_batch(self, batch: list[tuple[str, Any, asyncio.Future[Any]]]) -> None:
+        """One transaction for ``batch``; every future settles after its commit."""
+        rows = [row for kind, item, _ in batch if kind == "ingest" for row in item]
+        ordered = [(kind, item) for kind, item, _ in batch if kind != "ingest"]
+        try:
+            ingested, outcomes = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._commit, rows, ordered)
+        except Exception as exc:
+            log.error("store commit failed", extra={"error": type(exc).__name__})
+            for _kind, _item, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+        else:
+            self._settle(batch, ingested, outcomes)
+        finally:
+            for _ in batch:
+                self._queue.task_done()
 
     def _settle(self, batch: list[tuple[str, Any, asyncio.Future[Any]]], ingested: Any,
                 outcomes: list[tuple[Any, BaseException | None]]) -> None:

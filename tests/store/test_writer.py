@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 
 import pytest
 
@@ -43,3 +44,23 @@ async def test_a_failing_job_does_not_sink_the_others_in_its_batch(store):
     assert await store.get_record("acme", "p", "k", "a") == 1
     assert await store.get_record("acme", "p", "k", "b") == 2
     assert await store.get_tenant("broken") is None
+
+
+async def test_a_background_job_does_not_hold_up_the_batch_it_was_queued_with(store):
+    """Retention's deletes commit after the requests queued with them, in their own
+    transaction: the requests' commit does not wait for the deletes."""
+    release = threading.Event()
+
+    def slow_delete(conn: sqlite3.Connection) -> str:
+        release.wait(10)
+        return "purged"
+
+    background = asyncio.ensure_future(store.w.submit(slow_delete, background=True))
+    urgent = asyncio.ensure_future(store.put_record("acme", "p", "k", "a", 1))  # same batch
+    done, _ = await asyncio.wait([urgent], timeout=5)
+    try:
+        assert urgent in done and not background.done()
+        assert await store.get_record("acme", "p", "k", "a") == 1  # committed already
+    finally:
+        release.set()
+    assert await background == "purged"
