@@ -131,7 +131,12 @@ class Dispatcher:
             task = asyncio.create_task(self._page_in(wkey, window), name="delivery-page")
             self._paging.add(task)
             task.add_done_callback(self._paging.discard)
-        elif window.count == 0 and not window.overflow:
+        else:
+            self._forget_if_empty(wkey, window)
+
+    def _forget_if_empty(self, wkey: tuple[str, str], window: _Window) -> None:
+        """Drop a window that holds nothing and has nothing waiting in the store."""
+        if window.count == 0 and not (window.overflow or window.paging) and self._windows.get(wkey) is window:
             del self._windows[wkey]
 
     async def _page_in(self, wkey: tuple[str, str], window: _Window) -> None:
@@ -153,8 +158,7 @@ class Dispatcher:
             log.error("paging deliveries in failed", extra={"sink": sink, "error": type(exc).__name__})
         finally:
             window.paging = False
-            if window.count == 0 and not window.overflow and self._windows.get(wkey) is window:
-                del self._windows[wkey]
+            self._forget_if_empty(wkey, window)
 
     async def rescan(self) -> int:
         """Queue the pending deliveries this process does not know of (dead letters replayed
@@ -172,7 +176,7 @@ class Dispatcher:
         finally:
             self._finishing.remove(finished)
         before = len(self._known)
-        self.submit(d for d in pending if d.id not in self._known and d.id not in finished)
+        self.submit(d for d in pending if d.id not in finished)  # submit skips the known
         added = len(self._known) - before
         if added:
             log.info("pending deliveries found in the store", extra={"deliveries": added})

@@ -101,19 +101,16 @@ class CallsPart(StoreBase):
         keys = await self.keys(tenant)
         return CallEvent.from_dict(orjson.loads(keys.decrypt("events", "payload", row[0], row[1])))
 
-    async def pending_deliveries(self, per_group: int | None = None) -> list[PendingDelivery]:
-        """Pending deliveries in id order; with ``per_group``, only the first that many of
-        each (tenant, sink), so that a backlog never has to fit in memory at once."""
-        if per_group is None:
-            rows = await self._all(_PENDING + "WHERE d.state = 'pending' ORDER BY d.id")
-        else:
-            rows = await self._all(
-                "SELECT id, event_seq, tenant, sink, call_key, attempts, next_at, received_at, since, "
-                "dedup_key FROM (SELECT d.id, d.event_seq, d.tenant, d.sink, d.call_key, d.attempts, "
-                "d.next_at, d.received_at, d.since, e.dedup_key, ROW_NUMBER() OVER "
-                "(PARTITION BY d.tenant, d.sink ORDER BY d.id) AS n FROM deliveries d "
-                "JOIN events e ON e.seq = d.event_seq WHERE d.state = 'pending') AS firsts "
-                "WHERE n <= ? ORDER BY id", (per_group,))
+    async def pending_deliveries(self, *, per_group: int) -> list[PendingDelivery]:
+        """Pending deliveries in id order, only the first ``per_group`` of each (tenant, sink),
+        so that a backlog never has to fit in memory at once."""
+        rows = await self._all(
+            "SELECT id, event_seq, tenant, sink, call_key, attempts, next_at, received_at, since, "
+            "dedup_key FROM (SELECT d.id, d.event_seq, d.tenant, d.sink, d.call_key, d.attempts, "
+            "d.next_at, d.received_at, d.since, e.dedup_key, ROW_NUMBER() OVER "
+            "(PARTITION BY d.tenant, d.sink ORDER BY d.id) AS n FROM deliveries d "
+            "JOIN events e ON e.seq = d.event_seq WHERE d.state = 'pending') AS firsts "
+            "WHERE n <= ? ORDER BY id", (per_group,))
         return [_pending(row) for row in rows]
 
     async def pending_after(self, tenant: str, sink: str, after: int, limit: int) -> list[PendingDelivery]:
