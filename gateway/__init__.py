@@ -9,7 +9,8 @@ from __future__ import annotations
 import pluggy
 
 from .admin import ADMIN_SCOPE
-from .appkeys import GATEWAY
+from .appkeys import CONTEXT
+from .context import CallMemory, PluginContext
 from .errors import (
     BadRequest,
     Conflict,
@@ -36,10 +37,11 @@ from .events import (
 from .http import json_response, read_json
 from .models import Connection, SinkBinding, TelephonyUser, Tenant
 from .privacy import Subject
-from .runtime import Gateway
+from .settings import setting
 from .sinks import Delivery, RateLimit, Sink
 from .sources import OriginateResult, Source, WebhookRequest
 from .store import PluginStorage
+from .vendor import SingleFlight, error_for_status, retry_after
 
 __version__ = "0.1.0"
 
@@ -47,10 +49,11 @@ __version__ = "0.1.0"
 hookimpl = pluggy.HookimplMarker("gateway")
 
 __all__ = [
-    "ADMIN_SCOPE", "ANONYMOUS", "GATEWAY", "BadRequest", "CallEvent", "CallState", "Conflict", "Connection",
-    "Delivery", "DeliveryError", "Direction", "Forbidden", "Gateway", "GatewayError", "NotFound",
-    "OriginateResult", "Outcome", "PermanentError", "PluginStorage", "RateLimit", "RecordingRef",
-    "RetryableError", "Sink", "SinkBinding", "Source", "Subject", "TelephonyUser", "Tenant",
-    "TenantPaused", "Unauthorized", "UpstreamError", "WebhookRequest", "hookimpl", "json_response",
-    "normalize_number", "read_json", "utcnow",
+    "ADMIN_SCOPE", "ANONYMOUS", "CONTEXT", "BadRequest", "CallEvent", "CallMemory", "CallState", "Conflict",
+    "Connection", "Delivery", "DeliveryError", "Direction", "Forbidden", "GatewayError", "NotFound",
+    "OriginateResult", "Outcome", "PermanentError", "PluginContext", "PluginStorage", "RateLimit",
+    "RecordingRef", "RetryableError", "SingleFlight", "Sink", "SinkBinding", "Source", "Subject",
+    "TelephonyUser", "Tenant", "TenantPaused", "Unauthorized", "UpstreamError", "WebhookRequest",
+    "error_for_status", "hookimpl", "json_response", "normalize_number", "read_json", "retry_after",
+    "setting", "utcnow",
 ]

@@ -10,7 +10,7 @@ import hmac
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -19,6 +19,9 @@ from .errors import BadRequest, Forbidden, GatewayError, NotFound, Unauthorized
 from .http import error_response, json_response, read_json
 from .models import Connection
 from .privacy import Subject, breach, rights
+
+if TYPE_CHECKING:
+    from .runtime import Gateway
 
 log = logging.getLogger("gateway.admin")
 
@@ -86,7 +89,7 @@ async def _audit_access(request: web.Request, status: int, scope: str | None, au
     gw = request.app[GATEWAY]
     kind = "none" if not authenticated else ("operator" if scope is None else "tenant")
     try:
-        await gw.audit("admin.access", tenant=scope, batch=True, method=request.method,
+        await gw.audit.record("admin.access", tenant=scope, batch=True, method=request.method,
                        route=route_pattern(request), status=status, scope=kind)
     except Exception as exc:  # auditing must not turn an answered request into a failure
         log.error("could not audit an admin request", extra={"error": type(exc).__name__})
@@ -104,7 +107,7 @@ def _tenant_arg(request: web.Request) -> str:
     return tenant
 
 
-def _connection_json(gw: Any, conn: Connection) -> dict[str, Any]:
+def _connection_json(gw: Gateway, conn: Connection) -> dict[str, Any]:
     return {"id": conn.id, "tenant": conn.tenant, "plugin": conn.plugin, "status": conn.status,
             "status_reason": conn.status_reason, "webhook_url": gw.webhook_url(conn),
             "created_at": conn.created_at.isoformat() if conn.created_at else None}
@@ -113,7 +116,7 @@ def _connection_json(gw: Any, conn: Connection) -> dict[str, Any]:
 async def list_tenants(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     scope = request[ADMIN_SCOPE]
-    tenants = [t for t in await gw.store.list_tenants() if scope is None or t.id == scope]
+    tenants = [t for t in await gw.tenancy.list() if scope is None or t.id == scope]
     return json_response({"tenants": [
         {"id": t.id, "status": t.status, "status_reason": t.status_reason,
          "created_at": t.created_at.isoformat()} for t in tenants]})
@@ -125,17 +128,15 @@ async def create_tenant(request: web.Request) -> web.Response:
     tenant = data.get("id")
     if not isinstance(tenant, str) or not _TENANT_ID.match(tenant):
         raise BadRequest("id must be 1-128 characters of letters, digits, '.', '_' or '-'")
-    created = await request.app[GATEWAY].create_tenant(tenant)
+    created = await request.app[GATEWAY].tenancy.create(tenant)
     return json_response({"id": created.id, "status": created.status}, status=201)
 
 
 async def get_tenant(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
-    tenant = await gw.store.get_tenant(_tenant_arg(request))
-    if tenant is None:
-        raise NotFound("unknown tenant")
-    conns = await gw.connections(tenant.id)
-    sinks = await gw.store.sink_bindings(tenant.id)
+    tenant = await gw.tenancy.require(_tenant_arg(request))
+    conns = await gw.tenancy.connections(tenant.id)
+    sinks = await gw.tenancy.bindings(tenant.id)
     return json_response({"id": tenant.id, "status": tenant.status, "status_reason": tenant.status_reason,
                           "connections": [_connection_json(gw, c) for c in conns],
                           "sinks": [b.plugin for b in sinks]})
@@ -143,16 +144,14 @@ async def get_tenant(request: web.Request) -> web.Response:
 
 async def delete_tenant(request: web.Request) -> web.Response:
     _operator_only(request)
-    counts = await request.app[GATEWAY].remove_tenant(_tenant_arg(request))
-    return json_response({"removed": True, "deleted": counts})
+    removed = await request.app[GATEWAY].tenancy.remove(_tenant_arg(request))
+    return json_response({"removed": True, **removed})
 
 
 async def list_connections(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
-    tenant = _tenant_arg(request)
-    if await gw.store.get_tenant(tenant) is None:
-        raise NotFound("unknown tenant")
-    return json_response({"connections": [_connection_json(gw, c) for c in await gw.connections(tenant)]})
+    tenant = (await gw.tenancy.require(_tenant_arg(request))).id
+    return json_response({"connections": [_connection_json(gw, c) for c in await gw.tenancy.connections(tenant)]})
 
 
 async def create_connection(request: web.Request) -> web.Response:
@@ -163,13 +162,13 @@ async def create_connection(request: web.Request) -> web.Response:
     settings = data.get("settings", {})
     if not isinstance(plugin, str) or not isinstance(settings, dict):
         raise BadRequest("send {\"plugin\": name, \"settings\": {...}}")
-    conn = await gw.connect(tenant, plugin, settings)
+    conn = await gw.tenancy.connect(tenant, plugin, settings)
     return json_response(_connection_json(gw, conn), status=201)
 
 
 async def _tenant_connection(request: web.Request) -> Connection:
     gw = request.app[GATEWAY]
-    conn = await gw.store.get_connection(request.match_info["connection_id"][:64])
+    conn = await gw.tenancy.find_connection(request.match_info["connection_id"][:64])
     if conn is None or conn.tenant != _tenant_arg(request):
         raise NotFound("unknown connection")
     return conn
@@ -181,14 +180,14 @@ async def get_connection(request: web.Request) -> web.Response:
 
 async def delete_connection(request: web.Request) -> web.Response:
     conn = await _tenant_connection(request)
-    await request.app[GATEWAY].disconnect(conn.id)
+    await request.app[GATEWAY].tenancy.disconnect(conn.id)
     return json_response({"removed": True})
 
 
 async def list_users(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     conn = await _tenant_connection(request)
-    users = await gw.list_users(conn)
+    users = await gw.directory.list(conn)
     return json_response({"users": [
         {"user_id": u.user_id, "name": u.name, "email": u.email, "extension": u.extension,
          "status": u.status} for u in users]})
@@ -196,20 +195,18 @@ async def list_users(request: web.Request) -> web.Response:
 
 async def put_sink(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
-    tenant = _tenant_arg(request)
-    if await gw.store.get_tenant(tenant) is None:
-        raise NotFound("unknown tenant")
+    tenant = (await gw.tenancy.require(_tenant_arg(request))).id
     data = await read_json(request)
     settings = data.get("settings", {})
     if not isinstance(settings, dict):
         raise BadRequest("settings must be an object")
-    binding = await gw.bind_sink(tenant, request.match_info["plugin"], settings)
+    binding = await gw.tenancy.bind(tenant, request.match_info["plugin"], settings)
     return json_response({"tenant": binding.tenant, "plugin": binding.plugin})
 
 
 async def delete_sink(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
-    await gw.store.unbind_sink(_tenant_arg(request), request.match_info["plugin"])
+    await gw.tenancy.unbind(_tenant_arg(request), request.match_info["plugin"])
     return json_response({"removed": True})
 
 
@@ -217,7 +214,7 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     scope = request[ADMIN_SCOPE]
     tenant = scope if scope is not None else request.query.get("tenant")
-    letters = await gw.store.dead_letters(tenant)
+    letters = await gw.deadletters.list(tenant)
     return json_response({"dead_letters": [
         {"id": d.id, "tenant": d.tenant, "sink": d.sink, "attempts": d.attempts, "reason": d.reason,
          "received_at": d.received_at, "updated_at": d.updated_at} for d in letters]})
@@ -229,8 +226,7 @@ async def replay_dead_letter(request: web.Request) -> web.Response:
         delivery_id = int(request.match_info["delivery_id"])
     except ValueError:
         raise NotFound("no such dead letter") from None
-    pending = await gw.store.replay_dead_letter(delivery_id, request[ADMIN_SCOPE])
-    gw.dispatcher.submit([pending])
+    await gw.deadletters.replay(delivery_id, request[ADMIN_SCOPE])
     return json_response({"replayed": delivery_id})
 
 
@@ -274,11 +270,7 @@ async def list_audit(request: web.Request) -> web.Response:
         limit = min(int(request.query.get("limit", "1000")), 10000)
     except ValueError:
         raise BadRequest("after and limit are integers") from None
-    await gw.store.flush_audit()
-    ref = await gw.store.audit_ref(scope) if scope is not None else None
-    if scope is not None and ref is None:
-        raise NotFound("unknown tenant")
-    entries = await gw.store.audit_entries(after=after, limit=limit, tenant_ref=ref)
+    entries = await gw.audit.entries(after=after, limit=limit, tenant=scope)
     return json_response({"entries": [e.to_dict() for e in entries]})
 
 
@@ -286,7 +278,7 @@ async def purge_now(request: web.Request) -> web.Response:
     """Retention on demand, in this process: its batches share the writer with ingestion,
     where a second process (``gateway purge``) would contend for the database's write lock."""
     _operator_only(request)
-    return json_response({"deleted": await request.app[GATEWAY].purge_now()})
+    return json_response({"deleted": await request.app[GATEWAY].retention.purge_now()})
 
 
 async def breach_report(request: web.Request) -> web.Response:

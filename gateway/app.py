@@ -11,8 +11,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import admin, logs, metrics, webhooks
-from .appkeys import GATEWAY
+from .appkeys import CONTEXT, GATEWAY
 from .config import Config
+from .context import PluginContext
 from .errors import GatewayError
 from .http import error_response, json_response
 from .plugins import collect, load_plugins, make_manager
@@ -73,6 +74,14 @@ async def metrics_view(request: web.Request) -> web.Response:
                         headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+def _in_context(handler: Handler, context: PluginContext) -> Handler:
+    """A plugin's handler, given its plugin's context as ``request[CONTEXT]``."""
+    async def handle(request: web.Request) -> web.StreamResponse:
+        request[CONTEXT] = context
+        return await handler(request)
+    return handle
+
+
 def build_gateway(config: Config, extra_plugins: Iterable[tuple[str, object]] = ()) -> Gateway:
     """Load the plugins and assemble a (not yet opened) gateway."""
     pm = make_manager()
@@ -99,9 +108,8 @@ def create_app(config: Config, *, extra_plugins: Iterable[tuple[str, object]] = 
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
     for route in gw.registry.routes:  # before the generic webhook route: theirs are fixed paths
-        prefix = {"apps": f"/apps/{route.plugin}", "hooks": f"/hooks/{route.plugin}",
-                  "admin": f"/admin/v1/plugins/{route.plugin}"}[route.area]
-        app.router.add_route(route.method, prefix + route.path, route.handler)
+        app.router.add_route(route.method, route.prefix + route.path,
+                             _in_context(route.handler, gw.contexts[route.plugin]))
     app.router.add_post("/hooks/{plugin}/{connection_id}", webhooks.handle)
     admin.setup(app)
     return app

@@ -12,12 +12,15 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .errors import BadRequest
+from .errors import BadRequest, NotFound
 from .logs import redact
+
+if TYPE_CHECKING:
+    from .store import Store
 
 GENESIS = "0" * 64
 _ACTION = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
@@ -103,3 +106,40 @@ def verify(entries: Iterable[AuditEntry]) -> Verdict:
             return Verdict(False, checked, e.seq, "content does not match its hash (altered)")
         prev, expected_seq, checked = e.hash, expected_seq + 1, checked + 1
     return Verdict(True, checked)
+
+
+class AuditLog:
+    """Appends to the store's hash chain on behalf of the core and the plugins."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def record(self, action: str, *, tenant: str | None = None, batch: bool = False,
+                     **ids: Any) -> None:
+        """Append one entry: ``action`` is a short dotted name (``user.login``), ``ids`` are
+        ids, plugin names and counts, never numbers, e-mails, names, tokens or links. A tenant
+        appears only as its audit pseudonym. ``batch`` writes the entry with the next one or
+        within seconds (for frequent entries such as admin access)."""
+        ref = await self._store.audit.ref(tenant) if tenant is not None else None
+        await self.append_for(ref, action, defer=batch, **ids)
+
+    async def entries(self, *, after: int = 0, limit: int | None = None,
+                      tenant: str | None = None) -> list[AuditEntry]:
+        """Entries in order (all queued ones written first); with ``tenant`` only its own.
+        :class:`NotFound` for a tenant the log does not know."""
+        await self._store.audit.flush()
+        ref = None
+        if tenant is not None:
+            ref = await self._store.audit.ref(tenant)
+            if ref is None:
+                raise NotFound("unknown tenant")
+        return await self._store.audit.entries(after=after, limit=limit, tenant_ref=ref)
+
+    async def flush(self) -> None:
+        """Write the entries queued with ``batch=True``."""
+        await self._store.audit.flush()
+
+    async def append_for(self, tenant_ref: str | None, action: str, *, defer: bool = False,
+                         **ids: Any) -> None:
+        """Append under a pseudonym taken earlier (a tenant being removed loses its mapping)."""
+        await self._store.audit.append(check_action(action), tenant_ref, clean_details(ids), defer=defer)

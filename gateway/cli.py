@@ -10,6 +10,7 @@ import secrets
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -144,11 +145,16 @@ def cmd_plugins(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_config(config: Config, args: argparse.Namespace) -> int:
-    from .plugins import load_plugins, make_manager
+    from . import settings
+    from .plugins import collect, load_plugins, make_manager
+    from .runtime import load_plugin_settings
 
+    pm = make_manager()
+    infos = load_plugins(pm, config.plugins_disabled)
+    declared = load_plugin_settings(config, collect(pm).settings)  # a bad value fails here
     out = config.redacted()
-    out["plugins"] = {info.name: config.redacted_plugin(info.name)
-                      for info in load_plugins(make_manager(), config.plugins_disabled)}
+    out["plugins"] = {info.name: settings.redacted(declared[info.name]) if info.name in declared
+                      else config.redacted_plugin(info.name) for info in infos}
     print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
     return 0
 
@@ -172,17 +178,13 @@ def cmd_keys(config: Config, args: argparse.Namespace) -> int:
         print(generate_master_key())
         return 0
 
+    def progress(done: int, total: int) -> None:
+        print(f"re-wrapped {done}/{total} tenant keys", file=sys.stderr, flush=True)
+
     async def rotate(gw: Any) -> int:
-        def progress(done: int, total: int) -> None:
-            print(f"re-wrapped {done}/{total} tenant keys", file=sys.stderr, flush=True)
-        return int(await gw.store.rotate_keys(progress))
+        return int(await gw.tenancy.rotate_keys(progress))
 
-    async def rotate_and_audit(gw: Any) -> int:
-        n = await rotate(gw)
-        await gw.audit("keys.rotated", rewrapped=n, master_key_id=_current_key_id(config))
-        return n
-
-    n = _with_gateway(config, rotate_and_audit)
+    n = _with_gateway(config, rotate)
     print(f"rotation complete: {n} tenant keys re-wrapped under master key "
           f"{_current_key_id(config)}")
     return 0
@@ -198,12 +200,12 @@ def cmd_deadletters(config: Config, args: argparse.Namespace) -> int:
 
     async def body(gw: Any) -> int:
         if args.dead_command == "list":
-            for d in await gw.store.dead_letters(args.tenant):
+            for d in await gw.deadletters.list(args.tenant):
                 print(orjson.dumps({"id": d.id, "tenant": d.tenant, "sink": d.sink,
                                     "attempts": d.attempts, "reason": d.reason}).decode())
             return 0
         for delivery_id in args.ids:
-            await gw.store.replay_dead_letter(delivery_id)
+            await gw.deadletters.replay(delivery_id)
             print(f"replayed {delivery_id} (the serving gateway picks it up within {RESCAN_INTERVAL:.0f} s)")
         return 0
     return int(_with_gateway(config, body))
@@ -234,9 +236,10 @@ class _Progress:
 
 def cmd_purge(config: Config, args: argparse.Namespace) -> int:
     async def body(gw: Any) -> int:
-        cutoff = gw.retention_cutoff()
-        progress = _Progress(await gw.store.count_expired(int(cutoff.timestamp() * 1000)))
-        counts = await gw.purge(progress=progress)
+        now = datetime.now(timezone.utc)
+        cutoff = gw.retention.cutoff(now)
+        progress = _Progress(await gw.retention.expired(now))
+        counts = await gw.retention.purge(now=now, progress=progress)
         progress.finish()
         summary = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items())
         print(f"purged call records received before {cutoff.isoformat(timespec='seconds')}: {summary}")
@@ -266,15 +269,10 @@ def cmd_audit(config: Config, args: argparse.Namespace) -> int:
 
     async def body(gw: Any) -> int:
         if args.audit_command == "list":
-            ref = None
-            if args.tenant is not None:
-                ref = await gw.store.audit_ref(args.tenant)
-                if ref is None:
-                    raise GatewayError("unknown tenant")
-            for entry in await gw.store.audit_entries(after=args.after, tenant_ref=ref):
+            for entry in await gw.audit.entries(after=args.after, tenant=args.tenant):
                 print(orjson.dumps(entry.to_dict()).decode())
             return 0
-        verdict = verify(await gw.store.audit_entries())
+        verdict = verify(await gw.audit.entries())
         if not verdict.ok:
             print(f"gateway: {verdict.line()}", file=sys.stderr)
             return EXIT_ERROR

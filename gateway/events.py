@@ -119,8 +119,6 @@ class CallEvent:
     ended_at: datetime | None = None
     duration: int | None = None
     recording: RecordingRef | None = None
-    #: Set when the CRM started this call (click-to-call): the CRM's own id for it.
-    crm_call_id: str | None = None
     source: str = ""
     connection_id: str = ""
     tenant: str = ""
@@ -163,7 +161,9 @@ class CallEvent:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CallEvent:
-        kw = dict(data)
+        # fields of older versions (``crm_call_id``) are dropped: an event stored before an
+        # upgrade stays readable
+        kw = {k: v for k, v in data.items() if k in _FIELD_SET}
         kw["direction"] = Direction(kw["direction"])
         kw["state"] = CallState(kw["state"])
         if kw.get("outcome") is not None:
@@ -177,3 +177,4 @@ class CallEvent:
 
 
 _FIELD_NAMES = tuple(f.name for f in dataclasses.fields(CallEvent))
+_FIELD_SET = frozenset(_FIELD_NAMES)

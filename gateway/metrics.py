@@ -39,3 +39,17 @@ WEBHOOK_REACTIVATIONS = Counter("gateway_webhook_reactivations_total",
 PLUGIN_EVENTS = Counter("gateway_plugin_events_total",
                         "Plugin-specific happenings (bounded names only)", ["plugin", "what"],
                         registry=REGISTRY)
+
+_NAMED = {"webhook_reactivated": WEBHOOK_REACTIVATIONS, "insecure_webhook": INSECURE,
+          "ignored_notification": IGNORED}
+
+
+def count_plugin(plugin: str, what: str, outcome: str = "ok") -> None:
+    """Count a plugin's happening: the core's own counters for the names it knows, else
+    ``gateway_plugin_events_total{plugin, what}`` (names are cut to 64 characters)."""
+    if what == "token_refresh":
+        TOKEN_REFRESHES.labels(plugin, outcome if outcome in ("ok", "failed") else "other").inc()
+    elif what in _NAMED:
+        _NAMED[what].labels(plugin).inc()
+    else:
+        PLUGIN_EVENTS.labels(plugin, what[:64]).inc()

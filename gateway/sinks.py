@@ -10,7 +10,7 @@ from .events import CallEvent
 from .models import SinkBinding
 
 if TYPE_CHECKING:
-    from .runtime import Gateway
+    from .context import PluginContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +54,7 @@ class Sink:
         """The key the rate limit applies to (one portal); by default the tenant."""
         return binding.tenant
 
-    async def deliver(self, gateway: Gateway, delivery: Delivery) -> None:
+    async def deliver(self, ctx: PluginContext, delivery: Delivery) -> None:
         """Apply one event to the CRM. Return normally when the CRM acknowledged it.
 
         Raise :class:`~gateway.errors.RetryableError` (with ``retry_after`` where the CRM said

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .errors import BadRequest
 from .events import CallEvent, RecordingRef
 from .models import Connection
 
 if TYPE_CHECKING:
-    from .runtime import Gateway
+    from .context import PluginContext
+    from .models import TelephonyUser
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +34,8 @@ class WebhookRequest:
 class Source:
     """A telephone system. Subclass it and register an instance in ``register_sources``.
 
+    Every method gets the plugin's own :class:`~gateway.PluginContext` as ``ctx``.
+
     The core owns I/O policy: it checks the content type against :attr:`content_types`, the
     body size, looks up the connection, persists what :meth:`receive` returns durably and only
     then answers 2xx. The source owns vendor knowledge: signatures, payloads, API calls.
@@ -42,7 +46,7 @@ class Source:
     #: Media types accepted on the webhook endpoint; anything else is a 415.
     content_types: ClassVar[frozenset[str]] = frozenset({"application/json"})
 
-    async def connect(self, gateway: Gateway, connection: Connection) -> Mapping[str, Any]:
+    async def connect(self, ctx: PluginContext, connection: Connection) -> Mapping[str, Any]:
         """Check a new connection's settings and return the settings to store (encrypted).
 
         ``connection.settings`` holds what the tenant's admin sent; ``connection.id`` is already
@@ -52,13 +56,13 @@ class Source:
         """
         return dict(connection.settings)
 
-    async def disconnect(self, gateway: Gateway, connection: Connection) -> None:
+    async def disconnect(self, ctx: PluginContext, connection: Connection) -> None:
         """Undo :meth:`connect` at the vendor (unsubscribe). Called before the core deletes
         the connection, its users and its stored records. Must not raise for a vendor that is
         unreachable: log (without personal data) and return."""
 
     async def receive(
-        self, gateway: Gateway, connection: Connection, request: WebhookRequest
+        self, ctx: PluginContext, connection: Connection, request: WebhookRequest
     ) -> Sequence[CallEvent]:
         """Verify and parse one webhook into canonical events (possibly none).
 
@@ -71,7 +75,7 @@ class Source:
         raise NotImplementedError
 
     async def resolve_recording(
-        self, gateway: Gateway, connection: Connection, ref: RecordingRef
+        self, ctx: PluginContext, connection: Connection, ref: RecordingRef
     ) -> str | None:
         """Turn a recording reference into a link, at delivery time. ``None``: not available.
 
@@ -79,10 +83,26 @@ class Source:
         """
         return None
 
+    async def originate(self, ctx: PluginContext, connection: Connection, user: TelephonyUser,
+                        number: str) -> OriginateResult:
+        """Click-to-call: make the telephone system ring ``user`` (a user of ``connection``'s
+        directory), then dial ``number`` (E.164 where it parses).
+
+        Return the provider's id of the call in :attr:`OriginateResult.call_id` when it is the
+        ``call_id`` the call's events will carry: the core then links the events to the CRM's
+        call exactly. Raise :class:`~gateway.errors.BadRequest` for an unusable user or number
+        and :class:`~gateway.errors.UpstreamError` when the telephone system refuses. The
+        default: this telephone system cannot place calls.
+        """
+        raise BadRequest("this telephone system cannot place calls")
+
 
 @dataclass(frozen=True, slots=True)
 class OriginateResult:
-    """What a source reports after starting a click-to-call: the provider's ids, if any."""
+    """What a source reports after starting a click-to-call.
+
+    ``call_id``: the ``call_id`` the call's events will carry, if the provider told it.
+    """
 
     call_id: str | None = None
 

@@ -23,6 +23,7 @@ from . import hookimpl
 from .app import create_app
 from .appkeys import GATEWAY
 from .config import Config
+from .context import PluginContext
 from .events import CallEvent
 from .plugins import ENTRY_POINT_GROUP as ENTRY_POINT_GROUP  # re-export for plugin tests
 from .runtime import Gateway
@@ -49,7 +50,7 @@ class RecordingSink(Sink):
     def events(self) -> list[CallEvent]:
         return [d.event for d in self.deliveries]
 
-    async def deliver(self, gateway: Gateway, delivery: Delivery) -> None:
+    async def deliver(self, ctx: PluginContext, delivery: Delivery) -> None:
         from .errors import RetryableError
         if self.fail_times > 0:
             self.fail_times -= 1
@@ -99,8 +100,13 @@ class Harness:
 
     @property
     def gw(self) -> Gateway:
+        """The running core (for assertions about its state; plugins never get it)."""
         gateway: Gateway = self.client.app[GATEWAY]
         return gateway
+
+    def context(self, plugin: str) -> PluginContext:
+        """The context the core gives ``plugin``: what the plugin sees of the gateway."""
+        return self.gw.contexts[plugin]
 
     @property
     def headers(self) -> dict[str, str]:
@@ -108,8 +114,8 @@ class Harness:
 
     def set_env(self, **values: str) -> None:
         """Change settings of the running gateway (e.g. a plugin setting naming a connection id
-        that only exists after connecting). Plugins read their settings on use."""
-        self.gw.config.env = {**self.gw.config.env, **values}
+        that only exists after connecting); they are checked as at start-up."""
+        self.gw.reconfigure(values)
 
     async def admin(self, method: str, path: str, json: Any = None, expect: int | None = None) -> Any:
         resp = await self.client.request(method, f"/admin/v1{path}", json=json, headers=self.headers)

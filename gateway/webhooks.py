@@ -44,7 +44,7 @@ async def handle(request: web.Request) -> web.Response:
     if source is None:
         return _reply("unknown", 404, "no such telephony plugin")
     connection_id = request.match_info["connection_id"]
-    connection = await gw.store.get_connection(connection_id) if _CONNECTION_ID.match(connection_id) else None
+    connection = await gw.tenancy.find_connection(connection_id) if _CONNECTION_ID.match(connection_id) else None
     if connection is None or connection.plugin != plugin:
         return _reply(plugin, 404, "unknown connection")
     logs.tenant_id.set(connection.tenant)
@@ -61,7 +61,7 @@ async def handle(request: web.Request) -> web.Response:
     hook_request = WebhookRequest(body=body, headers=request.headers, content_type=request.content_type,
                                   received_at=utcnow(), query=request.query)
     try:
-        count = await gw.accept(connection, hook_request)
+        count = await gw.ingest.accept(connection, hook_request)
     except GatewayError as exc:
         if 400 <= exc.status < 500:
             log.info("webhook refused", extra={"plugin": plugin, "status": exc.status})

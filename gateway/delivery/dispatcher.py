@@ -12,20 +12,21 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from .. import logs, metrics
 from ..errors import DeliveryError, PermanentError, RetryableError, TenantPaused
-from ..sinks import Delivery
-from ..store import PendingDelivery
-from ..store.sqlite import ms_to_dt, now_ms
+from ..models import SinkBinding
+from ..sinks import Delivery, Sink
+from ..store.records import PendingDelivery
 from .backoff import next_delay
 from .ratelimit import RateLimiter
 
 if TYPE_CHECKING:
-    from ..runtime import Gateway
+    from ..store.protocols import EventQueue
 
 log = logging.getLogger("gateway.delivery")
 
@@ -36,6 +37,16 @@ MISSING_SINK_WAIT = 300.0
 RESCAN_INTERVAL = 30.0
 #: deliveries of one (sink, tenant) held in memory; a longer backlog waits in the store
 WINDOW = 64
+
+
+#: finds a tenant's binding to a sink (``None`` once unbound)
+Bindings = Callable[[str, str], Awaitable[SinkBinding | None]]
+#: hands one delivery to its sink
+Deliver = Callable[[Sink, Delivery], Awaitable[None]]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def reason_of(exc: BaseException) -> str:
@@ -60,9 +71,16 @@ class _Window:
 
 
 class Dispatcher:
-    def __init__(self, gateway: Gateway, *, concurrency: int, horizon: float,
+    """Schedules the queue's pending deliveries: ``deliver(sink, delivery)`` makes each attempt;
+    ``queue`` is the store's durable queue, whose rows are the truth."""
+
+    def __init__(self, queue: EventQueue, sinks: Mapping[str, Sink], bindings: Bindings,
+                 deliver: Deliver, *, concurrency: int, horizon: float,
                  retry_base: float, retry_cap: float) -> None:
-        self.gw = gateway
+        self.queue = queue
+        self.sinks = sinks
+        self.bindings = bindings
+        self.deliver = deliver
         self.horizon_ms = int(horizon * 1000)
         self.retry_base = retry_base
         self.retry_cap = retry_cap
@@ -75,6 +93,7 @@ class Dispatcher:
         # one set per running rescan: ids that left the queue while its read was under way
         self._finishing: list[set[int]] = []
         self._paging: set[asyncio.Task[None]] = set()
+        self._running = False  # only a serving process delivers
         self._closing = False
         self._wake = asyncio.Event()
 
@@ -84,12 +103,14 @@ class Dispatcher:
         return len(self._known)
 
     async def start(self) -> None:
-        self.submit(await self.gw.store.pending_deliveries(per_group=WINDOW + 1))
+        self._running = True
+        self.submit(await self.queue.pending(per_group=WINDOW + 1))
 
     def submit(self, deliveries: Iterable[PendingDelivery]) -> None:
         """Schedule deliveries (fresh from ingest, loaded at start, paged in, or replayed), in
-        id order. Beyond a (sink, tenant)'s window they stay in the store, paged in later."""
-        if self._closing:
+        id order. Beyond a (sink, tenant)'s window they stay in the store, paged in later.
+        A dispatcher that was not started (a command-line process) leaves them to the store."""
+        if self._closing or not self._running:
             return
         for d in deliveries:
             if d.id in self._known:
@@ -147,7 +168,7 @@ class Dispatcher:
             while window.overflow and window.count < WINDOW and not self._closing:
                 window.skipped = False
                 want = WINDOW - window.count
-                page = await self.gw.store.pending_after(tenant, sink, window.watermark, want)
+                page = await self.queue.pending_after(tenant, sink, window.watermark, want)
                 for d in page:
                     if d.id not in self._known and not self._closing:
                         self._take(d, window)
@@ -167,12 +188,12 @@ class Dispatcher:
         A delivery that finishes while the read runs may still show as pending in it: those
         are remembered and skipped, else they would go out twice.
         """
-        if self._closing or await self.gw.store.count_deliveries("pending") <= len(self._known):
+        if self._closing or await self.queue.count("pending") <= len(self._known):
             return 0
         finished: set[int] = set()
         self._finishing.append(finished)
         try:
-            pending = await self.gw.store.pending_deliveries(per_group=WINDOW + 1)
+            pending = await self.queue.pending(per_group=WINDOW + 1)
         finally:
             self._finishing.remove(finished)
         before = len(self._known)
@@ -230,25 +251,32 @@ class Dispatcher:
             self._tasks.pop(key, None)
 
     async def _attempt(self, d: PendingDelivery) -> bool:
-        """Try once; return True when the delivery left the queue (done or dead)."""
-        store = self.gw.store
-        sink = self.gw.sinks.get(d.sink)
+        """Try once; return True when the delivery left the queue (done, dead or gone)."""
+        queue = self.queue
+        sink = self.sinks.get(d.sink)
         if sink is None:  # plugin disabled or gone: keep the row, look again later
             d.next_at = now_ms() + int(MISSING_SINK_WAIT * 1000)
             return False
-        binding = await store.sink_binding(d.tenant, d.sink)
-        event = d.event or await store.load_event(d.tenant, d.event_seq)
+        binding = await self.bindings(d.tenant, d.sink)
+        event = d.event or await queue.load(d.tenant, d.event_seq)
         if binding is None or event is None:
-            await store.dead_letter(d.id, d.attempts, "sink_unbound" if binding is None else "event_gone")
+            await queue.dead(d.id, d.attempts, "sink_unbound" if binding is None else "event_gone")
             metrics.DEAD_LETTERS.labels(d.sink).inc()
             return True
         d.event = event
         if await self._limiter.acquire(d.sink, sink.destination(binding), sink.rate_limit):
             metrics.RATE_LIMIT_WAITS.labels(d.sink).inc()
-        delivery = Delivery(d.id, event, binding, d.attempts + 1, ms_to_dt(d.received_at))
+        # The row is the promise: an erasure, restriction, uninstall or purge that removed it
+        # while the delivery waited in memory (for its turn, a retry or the rate limit) means
+        # the event must not reach the CRM any more.
+        if not await queue.is_pending(d.id):
+            metrics.DELIVERIES.labels(d.sink, "withdrawn").inc()
+            return True
+        delivery = Delivery(d.id, event, binding, d.attempts + 1,
+                            datetime.fromtimestamp(d.received_at / 1000, timezone.utc))
         async with self._sem:
             try:
-                await asyncio.wait_for(sink.deliver(self.gw, delivery), timeout=DELIVER_TIMEOUT)
+                await asyncio.wait_for(self.deliver(sink, delivery), timeout=DELIVER_TIMEOUT)
             except asyncio.CancelledError:
                 raise
             except PermanentError as exc:
@@ -256,7 +284,7 @@ class Dispatcher:
             except TenantPaused as exc:
                 wait = exc.retry_after if exc.retry_after is not None else PAUSE_DEFAULT
                 d.next_at = now_ms() + int(wait * 1000)
-                await store.retry_delivery(d.id, d.attempts, d.next_at, reason_of(exc))
+                await queue.retry(d.id, d.attempts, d.next_at, reason_of(exc))
                 metrics.DELIVERIES.labels(d.sink, "paused").inc()
                 return False
             except Exception as exc:
@@ -265,7 +293,7 @@ class Dispatcher:
                     log.warning("sink raised an unexpected error", extra={
                         "sink": d.sink, "error": type(exc).__name__})
                 return await self._retry(d, reason_of(exc), retry_after)
-        await store.finish_delivery(d.id)
+        await queue.finish(d.id)
         metrics.DELIVERIES.labels(d.sink, "delivered").inc()
         metrics.DELIVERY_LATENCY.labels(d.sink).observe(max(0.0, time.time() - d.received_at / 1000))
         return True
@@ -277,7 +305,7 @@ class Dispatcher:
         delay = next_delay(attempts, base=self.retry_base, cap=self.retry_cap, retry_after=retry_after)
         d.attempts = attempts
         d.next_at = now_ms() + int(delay * 1000)
-        await self.gw.store.retry_delivery(d.id, attempts, d.next_at, reason)
+        await self.queue.retry(d.id, attempts, d.next_at, reason)
         metrics.DELIVERIES.labels(d.sink, "retry").inc()
         metrics.RETRIES.labels(d.sink).inc()
         log.info("delivery will be retried", extra={
@@ -285,7 +313,7 @@ class Dispatcher:
         return False
 
     async def _dead(self, d: PendingDelivery, attempts: int, reason: str) -> bool:
-        await self.gw.store.dead_letter(d.id, attempts, reason)
+        await self.queue.dead(d.id, attempts, reason)
         metrics.DELIVERIES.labels(d.sink, "dead").inc()
         metrics.DEAD_LETTERS.labels(d.sink).inc()
         log.warning("delivery dead-lettered", extra={

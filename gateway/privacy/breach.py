@@ -39,7 +39,7 @@ async def report(gw: Gateway, since: datetime, until: datetime) -> dict[str, Any
     if until <= since:
         raise BadRequest("until must be later than since")
     tenants = []
-    for row in await gw.store.held_counts(int(since.timestamp() * 1000), int(until.timestamp() * 1000)):
+    for row in await gw.store.subjects.held_counts(int(since.timestamp() * 1000), int(until.timestamp() * 1000)):
         held = [kind for kind in KINDS if (sum(row[kind].values()) if kind == "plugin_records" else row[kind])]
         tenants.append({
             "tenant": row["tenant"],
@@ -50,7 +50,7 @@ async def report(gw: Gateway, since: datetime, until: datetime) -> dict[str, Any
                         "users_with_contact_data": row["users_with_contact_data"],
                         "connections": row["connections"], "plugin_records": row["plugin_records"]},
         })
-    await gw.audit("breach.report", tenants=len(tenants))
+    await gw.audit.record("breach.report", tenants=len(tenants))
     return {"since": since.isoformat(), "until": until.isoformat(),
             "generated_at": datetime.now(timezone.utc).isoformat(),
             "retention_days": gw.config.retention_days,

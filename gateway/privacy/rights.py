@@ -7,7 +7,6 @@ events, the telephony user directory) and every plugin through the ``subject_exp
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -28,8 +27,7 @@ RESTRICTION_KINDS = ("restrict", "object")
 
 
 async def _tenant(gw: Gateway, tenant: str) -> None:
-    if await gw.store.get_tenant(tenant) is None:
-        raise NotFound("unknown tenant")
+    await gw.tenancy.require(tenant)
 
 
 def _is_about(user: TelephonyUser, subject: Subject) -> bool:
@@ -40,29 +38,15 @@ def _is_about(user: TelephonyUser, subject: Subject) -> bool:
 
 async def _users(gw: Gateway, tenant: str, subject: Subject) -> list[tuple[str, str, TelephonyUser]]:
     """The tenant's telephony users who are this person: (connection id, user key, user)."""
-    return [row for row in await gw.store.tenant_users(tenant) if _is_about(row[2], subject)]
+    return [row for row in await gw.store.users.of_tenant(tenant) if _is_about(row[2], subject)]
 
 
-async def _call_plugins(gw: Gateway, hook: str, **kwargs: Any) -> tuple[dict[str, Any], list[str]]:
-    """Call ``hook`` in every plugin, one by one so each answer keeps its plugin's name.
-
-    Returns the non-``None`` answers by plugin name and the names of plugins that failed.
-    """
-    answers: dict[str, Any] = {}
-    failed: list[str] = []
-    for impl in getattr(gw.pm.hook, hook).get_hookimpls():
-        try:
-            result = impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
-            if inspect.isawaitable(result):
-                result = await result
-        except Exception as exc:
-            log.warning("a plugin failed a data-subject request",
-                        extra={"plugin": impl.plugin_name, "hook": hook, "error": type(exc).__name__})
-            failed.append(impl.plugin_name)
-            continue
-        if result is not None:
-            answers[impl.plugin_name] = result
-    return answers, failed
+async def _plugin_records(gw: Gateway, tenant: str, phone: str | None) -> dict[str, Any]:
+    """What plugins stored about the number (records stored with ``phones=``), per plugin."""
+    out: dict[str, Any] = {}
+    for plugin, kind, _key, value in await gw.store.records.by_phone(tenant, phone) if phone else []:
+        out.setdefault(plugin, {}).setdefault("records", []).append({"kind": kind, "value": value})
+    return out
 
 
 def _user_json(connection_id: str, user: TelephonyUser) -> dict[str, Any]:
@@ -79,10 +63,15 @@ async def export(gw: Gateway, tenant: str, subject: Subject) -> dict[str, Any]:
     """Everything the gateway and its plugins hold about the person, as one JSON document."""
     await _tenant(gw, tenant)
     users = await _users(gw, tenant, subject)
-    events = await gw.store.subject_events(tenant, subject.value if subject.kind == "phone" else None,
-                                           [u[1] for u in users])
-    restriction = await gw.store.restriction(tenant, await gw.store.subject_key(tenant, subject.kind, subject.value))
-    plugins, failed = await _call_plugins(gw, "subject_export", gateway=gw, tenant=tenant, subject=subject)
+    phone = subject.value if subject.kind == "phone" else None
+    events = await gw.store.subjects.events(tenant, phone, [u[1] for u in users])
+    restriction = await gw.store.subjects.restriction(
+        tenant, await gw.store.subjects.subject_key(tenant, subject.kind, subject.value))
+    plugins = await _plugin_records(gw, tenant, phone)
+    heard = await gw.host.call_each("subject_export", tenant=tenant, subject=subject)
+    for name, answer in heard.answers.items():
+        plugins.setdefault(name, {}).update(answer if isinstance(answer, dict) else {"data": answer})
+    failed = list(heard.failed)
     document = {
         "tenant": tenant,
         "subject": {subject.kind: subject.value},
@@ -97,7 +86,7 @@ async def export(gw: Gateway, tenant: str, subject: Subject) -> dict[str, Any]:
         "plugins": plugins,
         "incomplete": failed,
     }
-    await gw.audit("subject.export", tenant=tenant, subject_kind=subject.kind,
+    await gw.audit.record("subject.export", tenant=tenant, subject_kind=subject.kind,
                    events=len(events), users=len(users), plugins=len(plugins), failed_plugins=len(failed))
     return document
 
@@ -107,14 +96,19 @@ async def erase(gw: Gateway, tenant: str, subject: Subject) -> dict[str, Any]:
     and whatever each plugin holds about them."""
     await _tenant(gw, tenant)
     users = await _users(gw, tenant, subject)
-    counts: dict[str, Any] = await gw.store.delete_subject_events(
-        tenant, subject.value if subject.kind == "phone" else None, [u[1] for u in users])
-    counts["telephony_users"] = await gw.store.delete_user_keys(tenant, [(c, k) for c, k, _u in users])
-    counts["restrictions"] = await gw.store.unrestrict(
-        tenant, await gw.store.subject_key(tenant, subject.kind, subject.value))
-    plugins, failed = await _call_plugins(gw, "subject_erase", gateway=gw, tenant=tenant, subject=subject)
-    counts["plugins"] = {name: n for name, n in plugins.items() if isinstance(n, int)}
-    await gw.audit("subject.erase", tenant=tenant, subject_kind=subject.kind,
+    phone = subject.value if subject.kind == "phone" else None
+    counts: dict[str, Any] = await gw.store.subjects.delete_events(tenant, phone, [u[1] for u in users])
+    counts["telephony_users"] = await gw.store.users.delete_keys(tenant, [(c, k) for c, k, _u in users])
+    counts["restrictions"] = await gw.store.subjects.unrestrict(
+        tenant, await gw.store.subjects.subject_key(tenant, subject.kind, subject.value))
+    plugin_counts: dict[str, int] = dict(await gw.store.records.delete_by_phone(tenant, phone)) if phone else {}
+    heard = await gw.host.call_each("subject_erase", tenant=tenant, subject=subject)
+    for name, n in heard.answers.items():
+        if isinstance(n, int):
+            plugin_counts[name] = plugin_counts.get(name, 0) + n
+    counts["plugins"] = plugin_counts
+    failed = list(heard.failed)
+    await gw.audit.record("subject.erase", tenant=tenant, subject_kind=subject.kind,
                    events=counts["events"], deliveries=counts["deliveries"],
                    users=counts["telephony_users"], plugin_records=sum(counts["plugins"].values()),
                    failed_plugins=len(failed))
@@ -144,12 +138,12 @@ async def rectify(gw: Gateway, tenant: str, subject: Subject, changes: Any) -> d
     if not users:
         raise NotFound("no telephony user of this tenant matches the person")
     for cid, _key, user in users:
-        conn = await gw.store.get_connection(cid)
+        conn = await gw.store.connections.get(cid)
         if conn is not None:
-            await gw.store.put_user(conn, TelephonyUser(
+            await gw.directory.put(conn, TelephonyUser(
                 user.user_id, fields.get("name", user.name), fields.get("email", user.email),
                 fields.get("extension", user.extension), user.numbers, user.status))
-    await gw.audit("subject.rectify", tenant=tenant, subject_kind=subject.kind, users=len(users),
+    await gw.audit.record("subject.rectify", tenant=tenant, subject_kind=subject.kind, users=len(users),
                    fields=",".join(sorted(fields)))
     return {"rectified": len(users), "fields": sorted(fields)}
 
@@ -162,17 +156,18 @@ async def restrict(gw: Gateway, tenant: str, subject: Subject, kind: str = "rest
         raise BadRequest("kind is restrict or object")
     await _tenant(gw, tenant)
     users = await _users(gw, tenant, subject)
-    subject_key = await gw.store.subject_key(tenant, subject.kind, subject.value)
-    await gw.store.restrict(tenant, subject_key, [k for _c, k, _u in users], kind)
-    await gw.audit(f"subject.{kind}", tenant=tenant, subject_kind=subject.kind, users=len(users))
+    subject_key = await gw.store.subjects.subject_key(tenant, subject.kind, subject.value)
+    await gw.store.subjects.restrict(tenant, subject_key, [k for _c, k, _u in users], kind)
+    await gw.audit.record(f"subject.{kind}", tenant=tenant, subject_kind=subject.kind, users=len(users))
     return {"restricted": True, "kind": kind}
 
 
 async def unrestrict(gw: Gateway, tenant: str, subject: Subject) -> dict[str, Any]:
     """Lift a restriction or objection; events from now on are forwarded again."""
     await _tenant(gw, tenant)
-    removed = await gw.store.unrestrict(tenant, await gw.store.subject_key(tenant, subject.kind, subject.value))
-    await gw.audit("subject.unrestrict", tenant=tenant, subject_kind=subject.kind, lifted=bool(removed))
+    removed = await gw.store.subjects.unrestrict(
+        tenant, await gw.store.subjects.subject_key(tenant, subject.kind, subject.value))
+    await gw.audit.record("subject.unrestrict", tenant=tenant, subject_kind=subject.kind, lifted=bool(removed))
     return {"restricted": False, "lifted": bool(removed)}
 
 
