@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pluggy
 
-from .admin import ADMIN_SCOPE
+from .admin import ADMIN_SCOPE, require_scope
 from .appkeys import CONTEXT
 from .context import CallMemory, PluginContext
 from .errors import (
@@ -54,6 +54,6 @@ __all__ = [
     "OriginateResult", "Outcome", "PermanentError", "PluginContext", "PluginStorage", "RateLimit",
     "RecordingRef", "RetryableError", "SingleFlight", "Sink", "SinkBinding", "Source", "Subject",
     "TelephonyUser", "Tenant", "TenantPaused", "Unauthorized", "UpstreamError", "WebhookRequest",
-    "error_for_status", "hookimpl", "json_response", "normalize_number", "read_json", "retry_after",
-    "setting", "utcnow",
+    "error_for_status", "hookimpl", "json_response", "normalize_number", "read_json", "require_scope",
+    "retry_after", "setting", "utcnow",
 ]

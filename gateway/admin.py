@@ -95,6 +95,16 @@ async def _audit_access(request: web.Request, status: int, scope: str | None, au
         log.error("could not audit an admin request", extra={"error": type(exc).__name__})
 
 
+def require_scope(request: web.Request, tenant: str) -> None:
+    """The admin token may act on a resource of ``tenant`` found by its id (a connection, a
+    user): operator tokens may, a tenant-scoped token only for its own tenant; otherwise the
+    resource does not exist for it (404, which reveals nothing). Paths that name the tenant
+    (``/tenants/{tenant}/...``) are checked before the handler runs (403)."""
+    scope = request[ADMIN_SCOPE]
+    if scope is not None and scope != tenant:
+        raise NotFound("unknown resource")
+
+
 def _operator_only(request: web.Request) -> None:
     if request[ADMIN_SCOPE] is not None:
         raise Forbidden("this needs an operator token")

@@ -187,6 +187,10 @@ class Calls:
             await storage.put(self.KIND, full, memory.value, index=memory.index, call_record=True,
                               phones=tuple(memory.phones), wait=False)
 
+    async def get(self, connection: Connection, key: str) -> Any:
+        """A call's state without holding the call (for background work), ``None`` if none."""
+        return await self._storage(connection.tenant).get(self.KIND, f"{connection.id}|{key}")
+
     async def find(self, connection: Connection, index: str) -> list[tuple[str, Any]]:
         """Call states of ``connection`` stored with this ``index``: ``(key, value)``."""
         prefix = f"{connection.id}|"

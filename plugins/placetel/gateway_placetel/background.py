@@ -1,6 +1,6 @@
 """The periodic round: recording lookups and user directory refreshes for every connection.
 
-The work list is ``gateway.connections(plugin="placetel")`` across all tenants, and all
+The work list is ``ctx.connections.list()`` (every tenant's Placetel connections), and all
 state (pending lookups, the last refresh) lives in PluginStorage, so nothing depends on
 what this process has seen since it started. A per-connection lease keeps two gateway
 processes sharing the store from doing the same connection's work at the same time.
@@ -12,12 +12,12 @@ import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from gateway import Connection, Gateway, Outcome, RetryableError, UpstreamError, utcnow
+from gateway import Connection, Outcome, PluginContext, RetryableError, UpstreamError, utcnow
 
 from . import parse
 from .api import KeyRejected
 from .recordings import find_match
-from .settings import NAME, USERS_REFRESHED, Settings, call_kind, pending_kind
+from .settings import USERS_REFRESHED, Settings, pending_kind
 from .source import PlacetelSource
 
 log = logging.getLogger("gateway.placetel")
@@ -28,21 +28,21 @@ FAILED_REFRESH_RETRY = 300.0
 _ROUND_LEASE_TTL = 600.0
 
 
-async def run_round(source: PlacetelSource, gateway: Gateway) -> None:
+async def run_round(source: PlacetelSource, ctx: PluginContext) -> None:
     """One round over every Placetel connection of every tenant.
 
     Active connections get their pending recordings looked up; every connection (a broken
     one too, so that a key that works again heals it) gets its user directory refreshed
     when due. One connection's failure is logged and does not stop the others.
     """
-    settings = Settings.of(gateway)
-    for connection in await gateway.connections(plugin=NAME):
-        storage = gateway.storage(NAME, connection.tenant)
+    settings: Settings = ctx.settings
+    for connection in await ctx.connections.list():
+        storage = ctx.storage(connection.tenant)
         try:
             async with storage.lease(f"round:{connection.id}", ttl=_ROUND_LEASE_TTL, wait=0):
                 if settings.recordings and connection.status != "broken":
-                    await poll_recordings(source, gateway, connection)
-                await refresh_users_if_due(source, gateway, connection, settings)
+                    await poll_recordings(source, ctx, connection)
+                await refresh_users_if_due(source, ctx, connection, settings)
         except TimeoutError:
             continue  # another process is doing this connection right now
         except Exception as exc:  # noqa: BLE001  one connection must not starve the others
@@ -50,11 +50,11 @@ async def run_round(source: PlacetelSource, gateway: Gateway) -> None:
                 "connection": connection.id, "error": type(exc).__name__})
 
 
-async def refresh_users_if_due(source: PlacetelSource, gateway: Gateway, connection: Connection,
+async def refresh_users_if_due(source: PlacetelSource, ctx: PluginContext, connection: Connection,
                                settings: Settings) -> bool:
     """Refresh the connection's users when the last refresh is ``user_refresh`` old (or a
     failed one ``FAILED_REFRESH_RETRY`` old). True when a refresh was attempted."""
-    storage = gateway.storage(NAME, connection.tenant)
+    storage = ctx.storage(connection.tenant)
     last = await storage.get(USERS_REFRESHED, connection.id)
     now = utcnow().timestamp()
     if isinstance(last, dict) and isinstance(last.get("at"), (int, float)):
@@ -62,7 +62,7 @@ async def refresh_users_if_due(source: PlacetelSource, gateway: Gateway, connect
         if now - last["at"] < wait:
             return False
     try:
-        await source.sync_users(gateway, connection)  # records its success itself
+        await source.sync_users(ctx, connection)  # records its success itself
     except (RetryableError, UpstreamError) as exc:
         await storage.put(USERS_REFRESHED, connection.id, {"at": now, "ok": False})
         log.info("placetel user refresh failed", extra={
@@ -70,24 +70,24 @@ async def refresh_users_if_due(source: PlacetelSource, gateway: Gateway, connect
     return True
 
 
-async def poll_recordings(source: PlacetelSource, gateway: Gateway, connection: Connection) -> int:
+async def poll_recordings(source: PlacetelSource, ctx: PluginContext, connection: Connection) -> int:
     """Look up recordings of recently ended calls; ingest a ``RECORDING`` event per match.
 
     Each pending call is tried ``recording_tries`` times, no earlier than
     ``recording_delay`` seconds after it ended, then given up. Returns the number found.
     """
-    s = Settings.of(gateway)
-    storage = gateway.storage(NAME, connection.tenant)
+    s: Settings = ctx.settings
+    storage = ctx.storage(connection.tenant)
     pending = await storage.all(pending_kind(connection.id))
     if not pending:
         return 0
-    client = source.client(gateway, connection)
+    client = source.client(ctx, connection)
     region = source.region(connection)
     listings: dict[tuple[str, str], list[dict[str, Any]]] = {}
     now = utcnow()
     found = 0
     for call_id, state in pending:
-        memory = await storage.get(call_kind(connection.id), call_id)
+        memory = await ctx.calls.get(connection, call_id)
         ended = parse.parse_time(memory.get("ended_at")) if isinstance(memory, dict) else None
         if ended is None:  # the call's memory was purged or erased meanwhile
             await storage.delete(pending_kind(connection.id), call_id)
@@ -102,7 +102,7 @@ async def poll_recordings(source: PlacetelSource, gateway: Gateway, connection: 
                     listings[(kind, day)] = await (client.voicemails(day) if kind == "voicemail"
                                                    else client.recordings(day))
                 except KeyRejected:
-                    await source.mark_broken(gateway, connection)
+                    await source.mark_broken(ctx, connection)
                     return found
                 except (RetryableError, UpstreamError) as exc:
                     log.info("placetel recording lookup failed", extra={
@@ -113,14 +113,14 @@ async def poll_recordings(source: PlacetelSource, gateway: Gateway, connection: 
         if ref is not None:
             # Same call and reference -> same event id: a repeated find is deduplicated.
             event = parse.recording_event(call_id, ref, memory, now)
-            await gateway.ingest(connection, [event], received_at=now)
+            await ctx.ingest(connection, [event])
             await storage.delete(pending_kind(connection.id), call_id)
             found += 1
             continue
         tries = int(state.get("tries", 0)) + 1 if isinstance(state, dict) else 1
         if tries >= s.recording_tries:
             await storage.delete(pending_kind(connection.id), call_id)
-            gateway.count("recording_not_found", plugin=NAME)
+            ctx.count("recording_not_found")
         else:
             await storage.put(pending_kind(connection.id), call_id, {"tries": tries}, call_record=True)
     return found

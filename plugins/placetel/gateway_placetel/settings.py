@@ -1,25 +1,18 @@
 """The plugin's name, the operator's settings (``GATEWAY_PLACETEL_*``) and its storage kinds.
 
-Settings are read on every use, so a change of the gateway's configuration takes effect
-without a restart (and tests can change them on a running gateway).
+The settings are declared to the core (``declare_settings``), which reads and checks them at
+start-up: a bad value stops the gateway with one line naming the setting.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gateway import Gateway
+from gateway import setting
 
 from .api import DEFAULT_BASE_URL, RetryPolicy
 
 NAME = "placetel"
-
-
-def call_kind(connection_id: str) -> str:
-    """PluginStorage kind of the per-call memory (a ``call_record``, purged with the calls)."""
-    return f"call:{connection_id}"
 
 
 def pending_kind(connection_id: str) -> str:
@@ -31,39 +24,32 @@ def pending_kind(connection_id: str) -> str:
 USERS_REFRESHED = "users-refreshed"
 
 
-def _float(config: Mapping[str, str], key: str, default: float) -> float:
-    """A finite number from the settings, else ``default`` (a typo must not break the plugin)."""
-    try:
-        value = float(config.get(key, default))
-    except ValueError:
-        return default
-    return value if math.isfinite(value) else default
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Settings:
-    """The operator's settings; see the README for each."""
+    """The operator's settings; the README explains each."""
 
-    api_url: str = DEFAULT_BASE_URL
-    allow_unsigned: frozenset[str] = frozenset()
-    retry: RetryPolicy = RetryPolicy()
-    user_refresh: float = 3600.0
-    recordings: bool = True
-    recording_delay: float = 60.0
-    recording_tries: int = 5
+    api_url: str = setting(DEFAULT_BASE_URL, help="Placetel Web API v2 base URL")
+    allow_unsigned: frozenset[str] = setting(
+        frozenset(), help="connection ids whose notifications may come without a signature (insecure)")
+    retry_attempts: int = setting(3, help="tries of an idempotent API request")
+    retry_base: float = setting(0.5, help="first wait between tries, doubling (s)")
+    retry_max_wait: float = setting(5.0, help="longest Retry-After slept on in-line (s)")
+    user_refresh: float = setting(3600.0, help="seconds between user directory refreshes (at least 60)")
+    recordings: bool = setting(True, help="look up recordings and voicemails of ended calls")
+    recording_delay: float = setting(60.0, help="seconds after a call ends before the first lookup")
+    recording_tries: int = setting(5, help="lookups per call before giving up")
 
-    @classmethod
-    def of(cls, gateway: Gateway) -> Settings:
-        """The current settings; unusable values fall back to the defaults."""
-        c = gateway.plugin_config(NAME)
-        return cls(
-            api_url=c.get("api_url", DEFAULT_BASE_URL).strip().rstrip("/") or DEFAULT_BASE_URL,
-            allow_unsigned=frozenset(x.strip() for x in c.get("allow_unsigned", "").split(",") if x.strip()),
-            retry=RetryPolicy(attempts=max(1, int(_float(c, "retry_attempts", 3))),
-                              base=max(0.0, _float(c, "retry_base", 0.5)),
-                              max_wait=max(0.0, _float(c, "retry_max_wait", 5.0))),
-            user_refresh=max(60.0, _float(c, "user_refresh", 3600.0)),
-            recordings=c.get("recordings", "true").strip().lower() not in {"0", "false", "no", "off"},
-            recording_delay=max(0.0, _float(c, "recording_delay", 60.0)),
-            recording_tries=max(1, int(_float(c, "recording_tries", 5))),
-        )
+    def __post_init__(self) -> None:
+        if not self.api_url.startswith(("https://", "http://")):
+            raise ValueError("setting api_url must be an http(s) URL")
+        object.__setattr__(self, "api_url", self.api_url.rstrip("/"))
+        if self.retry_attempts < 1 or self.recording_tries < 1:
+            raise ValueError("settings retry_attempts and recording_tries must be at least 1")
+        if min(self.retry_base, self.retry_max_wait, self.recording_delay) < 0:
+            raise ValueError("settings retry_base, retry_max_wait and recording_delay cannot be negative")
+        if self.user_refresh < 60:
+            raise ValueError("setting user_refresh must be at least 60 seconds")
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return RetryPolicy(attempts=self.retry_attempts, base=self.retry_base, max_wait=self.retry_max_wait)

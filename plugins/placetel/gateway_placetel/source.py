@@ -16,14 +16,15 @@ from typing import Any
 import phonenumbers
 
 from gateway import (
+    ANONYMOUS,
     BadRequest,
     CallEvent,
     CallState,
     Connection,
-    Gateway,
     GatewayError,
     OriginateResult,
     Outcome,
+    PluginContext,
     RecordingRef,
     RetryableError,
     Source,
@@ -37,7 +38,7 @@ from gateway import (
 from . import parse, signature
 from .api import ApiRefused, KeyRejected, PlacetelClient
 from .recordings import parse_ref
-from .settings import NAME, USERS_REFRESHED, Settings, call_kind, pending_kind
+from .settings import NAME, USERS_REFRESHED, Settings, pending_kind
 from .users import build_directory
 
 log = logging.getLogger("gateway.placetel")
@@ -50,8 +51,8 @@ _MAX_SECRET = 512
 class PlacetelSource(Source):
     """Placetel Notify in, canonical call events out; Web API v2 for everything else.
 
-    Stateless: everything it remembers lives in PluginStorage, so a restart or a second
-    gateway process sharing the store changes nothing.
+    Stateless: everything it remembers lives in the core's store (per-call state, plugin
+    records), so a restart or a second gateway process sharing the store changes nothing.
     """
 
     name = NAME
@@ -59,17 +60,17 @@ class PlacetelSource(Source):
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def client(self, gateway: Gateway, connection: Connection) -> PlacetelClient:
+    def client(self, ctx: PluginContext, connection: Connection) -> PlacetelClient:
         """An API client with the connection's key and the operator's URL and retry policy."""
-        s = Settings.of(gateway)
-        return PlacetelClient(gateway.http, str(connection.settings.get("api_key", "")),
+        s: Settings = ctx.settings
+        return PlacetelClient(ctx.http, str(connection.settings.get("api_key", "")),
                               base_url=s.api_url, retry=s.retry)
 
-    async def mark_broken(self, gateway: Gateway, connection: Connection) -> None:
+    async def mark_broken(self, ctx: PluginContext, connection: Connection) -> None:
         """The API key was refused: make it visible through the admin API."""
         log.warning("placetel api key rejected", extra={"connection": connection.id})
         try:
-            await gateway.update_connection(connection.id, status="broken", reason="api_key_rejected")
+            await ctx.connections.update(connection.id, status="broken", reason="api_key_rejected")
         except GatewayError:  # the connection is being removed meanwhile
             pass
 
@@ -81,7 +82,7 @@ class PlacetelSource(Source):
 
     # --- connect / disconnect --------------------------------------------------------------
 
-    async def connect(self, gateway: Gateway, connection: Connection) -> Mapping[str, Any]:
+    async def connect(self, ctx: PluginContext, connection: Connection) -> Mapping[str, Any]:
         """Validate the settings, check the key, subscribe, read users; the settings to store.
 
         Bad settings and a key Placetel refuses are 400 (the admin must fix them); Placetel
@@ -107,7 +108,7 @@ class PlacetelSource(Source):
             "subscription_id": None,
         }
         draft = Connection(connection.id, connection.tenant, connection.plugin, stored)
-        client = self.client(gateway, draft)
+        client = self.client(ctx, draft)
         try:
             await client.me()
         except KeyRejected:
@@ -118,39 +119,39 @@ class PlacetelSource(Source):
             raise UpstreamError("the Placetel API is unavailable; try again later") from None
         if subscribe:
             try:
-                stored["subscription_id"] = await client.subscribe(gateway.webhook_url(draft))
+                stored["subscription_id"] = await client.subscribe(ctx.webhook_url(draft))
             except (RetryableError, UpstreamError) as exc:
                 # Not fatal: the tenant can enter the URL in Placetel's settings by hand.
                 log.warning("placetel subscription failed", extra={
                     "connection": connection.id, "error": type(exc).__name__})
-                gateway.count("subscription_failed", plugin=NAME)
+                ctx.count("subscription_failed")
         try:
-            await self.sync_users(gateway, draft)
+            await self.sync_users(ctx, draft)
         except (RetryableError, UpstreamError) as exc:
             log.warning("placetel user sync failed", extra={"connection": connection.id,
                                                             "error": type(exc).__name__})
         return stored
 
-    async def disconnect(self, gateway: Gateway, connection: Connection) -> None:
+    async def disconnect(self, ctx: PluginContext, connection: Connection) -> None:
         """Delete the subscription (best effort), the users and everything kept per call."""
         sub_id = connection.settings.get("subscription_id")
         if isinstance(sub_id, str) and sub_id:
             try:
-                await self.client(gateway, connection).unsubscribe(sub_id)
+                await self.client(ctx, connection).unsubscribe(sub_id)
             except (RetryableError, UpstreamError) as exc:
                 log.warning("placetel unsubscribe failed", extra={
                     "connection": connection.id, "error": type(exc).__name__})
-        await gateway.remove_users(connection)
-        storage = gateway.storage(NAME, connection.tenant)
-        await storage.delete(call_kind(connection.id))
+        await ctx.users.remove(connection)
+        await ctx.calls.forget(connection)
+        storage = ctx.storage(connection.tenant)
         await storage.delete(pending_kind(connection.id))
         await storage.delete(USERS_REFRESHED, connection.id)
 
     # --- users -----------------------------------------------------------------------------
 
-    async def sync_users(self, gateway: Gateway, connection: Connection) -> int:
+    async def sync_users(self, ctx: PluginContext, connection: Connection) -> int:
         """Read SIP users and web users into the directory; drop those that are gone."""
-        client = self.client(gateway, connection)
+        client = self.client(ctx, connection)
         try:
             sip_users = await client.sip_users()
             try:
@@ -158,24 +159,24 @@ class PlacetelSource(Source):
             except ApiRefused:  # a key without the right to list web users: SIP users suffice
                 web_users = []
         except KeyRejected:
-            await self.mark_broken(gateway, connection)
+            await self.mark_broken(ctx, connection)
             raise
         directory = build_directory(sip_users, web_users, self.region(connection))
-        before = {u.user_id for u in await gateway.list_users(connection)}
+        before = {u.user_id for u in await ctx.users.list(connection)}
         for user in directory:
-            await gateway.put_user(connection, user)
+            await ctx.users.put(connection, user)
         for gone in before - {u.user_id for u in directory}:
-            await gateway.remove_users(connection, gone)
-        await gateway.storage(NAME, connection.tenant).put(
+            await ctx.users.remove(connection, gone)
+        await ctx.storage(connection.tenant).put(
             USERS_REFRESHED, connection.id, {"at": utcnow().timestamp(), "ok": True})
         if connection.status == "broken":
-            await gateway.update_connection(connection.id, status="active")
+            await ctx.connections.update(connection.id, status="active")
         log.info("placetel users synced", extra={"connection": connection.id, "users": len(directory)})
         return len(directory)
 
     # --- webhooks --------------------------------------------------------------------------
 
-    def _verify(self, gateway: Gateway, connection: Connection, request: WebhookRequest) -> None:
+    def _verify(self, ctx: PluginContext, connection: Connection, request: WebhookRequest) -> None:
         """Raise :class:`Unauthorized` unless the notification is signed with the connection's
         secret, or the operator allows this connection's notifications unsigned."""
         secret = connection.settings.get("secret")
@@ -183,45 +184,43 @@ class PlacetelSource(Source):
             if not signature.verify(secret, request.body, request.headers.get(signature.HEADER)):
                 raise Unauthorized("missing or bad X-PLACETEL-SIGNATURE")
             return
-        if connection.id in Settings.of(gateway).allow_unsigned:
-            gateway.count("insecure_webhook", plugin=NAME)
+        if connection.id in ctx.settings.allow_unsigned:
+            ctx.count("insecure_webhook")
             log.warning("insecure placetel notification accepted without signature",
                         extra={"connection": connection.id})
             return
         raise Unauthorized("this connection has no Notify secret; unsigned notifications are refused")
 
-    async def receive(self, gateway: Gateway, connection: Connection,
+    async def receive(self, ctx: PluginContext, connection: Connection,
                       request: WebhookRequest) -> Sequence[CallEvent]:
         """One Notify request -> its events (none for unknown events); 401/400 for bad ones."""
-        self._verify(gateway, connection, request)
+        self._verify(ctx, connection, request)
         try:
             note = parse.parse_notification(request.body)
         except parse.ParseError as exc:
             raise BadRequest(str(exc)) from None
         if not note.known or note.call_id is None:
-            gateway.count("unknown_event", plugin=NAME)  # the core counts it as ignored too
+            ctx.count("unknown_event")  # the core counts it as ignored too
             return []
-        storage = gateway.storage(NAME, connection.tenant)
-        kind = call_kind(connection.id)
-        # Read-modify-write of the call's memory: one notification of a call at a time. The
-        # write is queued, not awaited: it commits with (or before) the events returned here.
-        async with gateway.lock(f"{NAME}:{kind}:{note.call_id}"):
-            memory = await storage.get(kind, note.call_id)
-            known = memory if isinstance(memory, dict) else None
+        # One notification of a call at a time; the state commits with (or before) the events.
+        async with ctx.calls.state(connection, note.call_id) as call:
+            known = call.value if isinstance(call.value, dict) else None
             events, updated = parse.to_events(note, known, request.received_at, self.region(connection))
             if updated is not None:
-                await storage.put(kind, note.call_id, updated, call_record=True, wait=False)
+                call.value = updated
+                call.phones = [n for n in (updated.get("remote"), updated.get("local"))
+                               if isinstance(n, str) and n and n != ANONYMOUS]
         ended = [e for e in events if e.state is CallState.ENDED]
         first_end = not (known and known.get("ended_at"))  # not a redelivered HungUp
         if ended and first_end and ended[0].outcome in (Outcome.ANSWERED, Outcome.VOICEMAIL) \
-                and Settings.of(gateway).recordings and ended[0].remote_number:
-            await storage.put(pending_kind(connection.id), note.call_id, {"tries": 0}, call_record=True,
-                              wait=False)
+                and ctx.settings.recordings and ended[0].remote_number:
+            await ctx.storage(connection.tenant).put(pending_kind(connection.id), note.call_id, {"tries": 0},
+                                                     call_record=True, wait=False)
         return events
 
     # --- recordings (found by :mod:`.background`) ------------------------------------------
 
-    async def resolve_recording(self, gateway: Gateway, connection: Connection,
+    async def resolve_recording(self, ctx: PluginContext, connection: Connection,
                                 ref: RecordingRef) -> str | None:
         """Fetch the recording's (or voicemail's) link now; it is never stored or logged.
 
@@ -232,14 +231,14 @@ class PlacetelSource(Source):
         if parsed is None:
             return None
         kind, item_id = parsed
-        client = self.client(gateway, connection)
+        client = self.client(ctx, connection)
         try:
             if kind == "recording":
                 link = (await client.recording(item_id)).get("file")
             else:
                 link = (await client.call(item_id)).get("file_url")
         except KeyRejected:
-            await self.mark_broken(gateway, connection)
+            await self.mark_broken(ctx, connection)
             return None
         except ApiRefused:  # deleted meanwhile
             return None
@@ -247,10 +246,11 @@ class PlacetelSource(Source):
 
     # --- click-to-call ---------------------------------------------------------------------
 
-    async def originate(self, gateway: Gateway, connection: Connection, user: TelephonyUser,
+    async def originate(self, ctx: PluginContext, connection: Connection, user: TelephonyUser,
                         number: str) -> OriginateResult:
-        """Click-to-dial: Placetel rings the user's SIP phone, then ``number``. Never retried."""
-        known = await gateway.get_user(connection, user.user_id)
+        """Click-to-dial: Placetel rings the user's SIP phone, then ``number``. Never retried.
+        Placetel answers with no id, so the core recognises the call by user and number."""
+        known = await ctx.users.get(connection, user.user_id)
         if known is None or known.status != "active" or "@" not in known.user_id:
             raise BadRequest("this user has no Placetel SIP user in the connection")
         target = number.strip()
@@ -258,13 +258,13 @@ class PlacetelSource(Source):
         if not digits or len(digits) > 32 or not all(ch.isdigit() or ch in "*#" for ch in digits):
             raise BadRequest("the number to dial is not usable")
         try:
-            await self.client(gateway, connection).originate(known.user_id, target)
+            await self.client(ctx, connection).originate(known.user_id, target)
         except KeyRejected:
-            await self.mark_broken(gateway, connection)
+            await self.mark_broken(ctx, connection)
             raise UpstreamError("Placetel rejected the API key") from None
         except ApiRefused as exc:
             raise UpstreamError(f"Placetel refused the call ({exc.status})") from None
         except RetryableError:
             raise UpstreamError("Placetel is unavailable; the call was not started") from None
-        gateway.count("originate", plugin=NAME)
+        ctx.count("originate")
         return OriginateResult()

@@ -25,10 +25,10 @@ from urllib.parse import quote
 from gateway import (
     Connection,
     Forbidden,
-    Gateway,
     NotFound,
-    PluginStorage,
+    PluginContext,
     RetryableError,
+    SingleFlight,
     TelephonyUser,
     UpstreamError,
 )
@@ -52,20 +52,17 @@ RECORDING_WEBHOOKS = (("convergedRecordings", "created"), ("convergedRecordings"
 log = logging.getLogger("gateway_webex")
 
 
+#: one refresh of a user's rotating refresh token at a time, also across processes
+_REFRESH = SingleFlight()
+
+
 class NeedsLogin(Exception):
     """The user has no usable tokens: they must log in again (status ``needs_login``)."""
 
 
-def settings(gateway: Gateway) -> WebexSettings:
-    return WebexSettings.from_config(gateway.plugin_config(PLUGIN))
-
-
-def api(gateway: Gateway) -> WebexApi:
-    return WebexApi(gateway.http, settings(gateway))
-
-
-def storage(gateway: Gateway, tenant: str) -> PluginStorage:
-    return gateway.storage(PLUGIN, tenant)
+def api(ctx: PluginContext) -> WebexApi:
+    settings: WebexSettings = ctx.settings
+    return WebexApi(ctx.http, settings)
 
 
 def user_key(connection: Connection, person: str) -> str:
@@ -77,39 +74,39 @@ def _lease_name(connection: Connection, person: str) -> str:
     return "token:" + hashlib.sha256(user_key(connection, person).encode()).hexdigest()[:24]
 
 
-async def all_connections(gateway: Gateway) -> list[Connection]:
+async def all_connections(ctx: PluginContext) -> list[Connection]:
     """Every Webex connection of every tenant (for the periodic jobs)."""
-    return await gateway.connections(plugin=PLUGIN)
+    return await ctx.connections.list()
 
 
-async def logged_in(gateway: Gateway, connection: Connection) -> list[str]:
+async def logged_in(ctx: PluginContext, connection: Connection) -> list[str]:
     """Person ids of the connection's users that hold tokens."""
-    found = await storage(gateway, connection.tenant).find("token", connection.id)
+    found = await ctx.storage(connection.tenant).find("token", connection.id)
     return [key.split("|", 1)[1] for key, _ in found]
 
 
 # --- tokens ---------------------------------------------------------------------------------
 
 
-async def load_tokens(gateway: Gateway, connection: Connection, person: str) -> TokenSet | None:
-    data = await storage(gateway, connection.tenant).get("token", user_key(connection, person))
+async def load_tokens(ctx: PluginContext, connection: Connection, person: str) -> TokenSet | None:
+    data = await ctx.storage(connection.tenant).get("token", user_key(connection, person))
     return TokenSet.from_record(data) if isinstance(data, dict) else None
 
 
-async def save_tokens(gateway: Gateway, connection: Connection, person: str, tokens: TokenSet) -> None:
-    await storage(gateway, connection.tenant).put("token", user_key(connection, person), tokens.to_record(),
+async def save_tokens(ctx: PluginContext, connection: Connection, person: str, tokens: TokenSet) -> None:
+    await ctx.storage(connection.tenant).put("token", user_key(connection, person), tokens.to_record(),
                                                   index=connection.id)
 
 
-async def mark_needs_login(gateway: Gateway, connection: Connection, person: str) -> None:
+async def mark_needs_login(ctx: PluginContext, connection: Connection, person: str) -> None:
     """Show the admin that this user must log in again (their webhooks keep firing)."""
-    user = await gateway.get_user(connection, person)
+    user = await ctx.users.get(connection, person)
     if user is not None and user.status == "active":
-        await gateway.put_user(connection, dataclasses.replace(user, status="needs_login"))
+        await ctx.users.put(connection, dataclasses.replace(user, status="needs_login"))
     log.warning("webex user needs to log in again", extra={"connection": connection.id})
 
 
-async def refresh(gateway: Gateway, connection: Connection, person: str, *, window: float = REFRESH_MARGIN,
+async def refresh(ctx: PluginContext, connection: Connection, person: str, *, window: float = REFRESH_MARGIN,
                   stale: str | None = None) -> TokenSet:
     """Refresh the user's tokens, single-flight across processes.
 
@@ -118,77 +115,83 @@ async def refresh(gateway: Gateway, connection: Connection, person: str, *, wind
     ``stale``, when the stored access token is still the one Webex just refused. A refused
     refresh marks the user ``needs_login`` and raises :class:`NeedsLogin`.
     """
-    async with storage(gateway, connection.tenant).lease(_lease_name(connection, person)):
-        tokens = await load_tokens(gateway, connection, person)
+    async def current() -> TokenSet:
+        tokens = await load_tokens(ctx, connection, person)
         if tokens is None:
             raise NeedsLogin()
+        return tokens
+
+    def due(tokens: TokenSet) -> bool:
         now = time.time()
         if stale is not None:
-            if tokens.access_token != stale:
-                return tokens  # someone else refreshed meanwhile
-        elif not tokens.expires_within(window, now) and not (
-                window >= REFRESH_AHEAD and tokens.refresh_expires_at is not None
-                and tokens.refresh_expires_at - now <= REFRESH_TOKEN_AHEAD):
-            return tokens
+            return tokens.access_token == stale  # else someone else refreshed meanwhile
+        return tokens.expires_within(window, now) or (
+            window >= REFRESH_AHEAD and tokens.refresh_expires_at is not None
+            and tokens.refresh_expires_at - now <= REFRESH_TOKEN_AHEAD)
+
+    async def renew(tokens: TokenSet) -> TokenSet:
         if not tokens.refresh_token:
-            await mark_needs_login(gateway, connection, person)
+            await mark_needs_login(ctx, connection, person)
             raise NeedsLogin()
         try:
-            data = await api(gateway).token({"grant_type": "refresh_token", "refresh_token": tokens.refresh_token})
+            data = await api(ctx).token({"grant_type": "refresh_token", "refresh_token": tokens.refresh_token})
             fresh = TokenSet.from_response(data, time.time(), previous=tokens)
         except GrantRejected:
-            gateway.count("token_refresh", plugin=PLUGIN, outcome="failed")
-            await mark_needs_login(gateway, connection, person)
+            ctx.count("token_refresh", "failed")
+            await mark_needs_login(ctx, connection, person)
             raise NeedsLogin() from None
         except (RetryableError, UpstreamError, ValueError):
-            gateway.count("token_refresh", plugin=PLUGIN, outcome="failed")
+            ctx.count("token_refresh", "failed")
             raise
-        await save_tokens(gateway, connection, person, fresh)
-        gateway.count("token_refresh", plugin=PLUGIN, outcome="ok")
+        await save_tokens(ctx, connection, person, fresh)
+        ctx.count("token_refresh", "ok")
         return fresh
 
+    return await _REFRESH.run(ctx.storage(connection.tenant), _lease_name(connection, person),
+                              current=current, stale=due, refresh=renew)
 
-async def access_token(gateway: Gateway, connection: Connection, person: str) -> str:
+
+async def access_token(ctx: PluginContext, connection: Connection, person: str) -> str:
     """A usable access token for the user, refreshed first when it is about to expire."""
-    tokens = await load_tokens(gateway, connection, person)
+    tokens = await load_tokens(ctx, connection, person)
     if tokens is None:
         raise NeedsLogin()
     if tokens.expires_within(REFRESH_MARGIN, time.time()):
-        tokens = await refresh(gateway, connection, person)
+        tokens = await refresh(ctx, connection, person)
     return tokens.access_token
 
 
-async def call_as(gateway: Gateway, connection: Connection, person: str, method: str, path: str,
+async def call_as(ctx: PluginContext, connection: Connection, person: str, method: str, path: str,
                   **kwargs: Any) -> Any:
     """A Webex API call with the user's token; a 401 refreshes once, then needs a login."""
-    token = await access_token(gateway, connection, person)
-    client = api(gateway)
+    token = await access_token(ctx, connection, person)
+    client = api(ctx)
     try:
         return await client.call(method, path, token, **kwargs)
     except TokenRejected:
-        tokens = await refresh(gateway, connection, person, stale=token)
+        tokens = await refresh(ctx, connection, person, stale=token)
     try:
         return await client.call(method, path, tokens.access_token, **kwargs)
     except TokenRejected:
-        await mark_needs_login(gateway, connection, person)
+        await mark_needs_login(ctx, connection, person)
         raise NeedsLogin() from None
 
 
 # --- webhooks -------------------------------------------------------------------------------
 
 
-async def create_webhooks(gateway: Gateway, connection: Connection, person: str, scopes: tuple[str, ...]) -> int:
+async def create_webhooks(ctx: PluginContext, connection: Connection, person: str, scopes: tuple[str, ...]) -> int:
     """One webhook per call event (and recording events where the scopes allow), each with a
     fresh random secret, all targeting the connection's webhook URL."""
-    st = storage(gateway, connection.tenant)
+    st = ctx.storage(connection.tenant)
     specs = list(CALL_WEBHOOKS)
     if RECORDINGS_SCOPE in scopes:
         specs += RECORDING_WEBHOOKS
     for resource, event in specs:
         secret = secrets.token_urlsafe(32)
         name = f"callgate {resource} {event}"
-        created = await call_as(gateway, connection, person, "POST", "/webhooks", json={
-            "name": name, "targetUrl": gateway.webhook_url(connection), "resource": resource,
+        created = await call_as(ctx, connection, person, "POST", "/webhooks", json={
+            "name": name, "targetUrl": ctx.webhook_url(connection), "resource": resource,
             "event": event, "secret": secret})
         hook_id = created.get("id") if isinstance(created, dict) else None
         if not isinstance(hook_id, str) or not hook_id:
@@ -200,15 +203,15 @@ async def create_webhooks(gateway: Gateway, connection: Connection, person: str,
     return len(specs)
 
 
-async def drop_webhooks(gateway: Gateway, connection: Connection, person: str, *, at_webex: bool) -> int:
+async def drop_webhooks(ctx: PluginContext, connection: Connection, person: str, *, at_webex: bool) -> int:
     """Delete the user's webhooks at Webex (best effort) and keep only what verifies late
     deliveries (secret, dropped) as call records the core purges after the retention period."""
-    st = storage(gateway, connection.tenant)
+    st = ctx.storage(connection.tenant)
     dropped = 0
     for hook_id, rec in await st.find("webhook", user_key(connection, person)):
         if at_webex:
             try:
-                await call_as(gateway, connection, person, "DELETE", f"/webhooks/{quote(hook_id, safe='')}")
+                await call_as(ctx, connection, person, "DELETE", f"/webhooks/{quote(hook_id, safe='')}")
             except NotFound:
                 pass
             except (NeedsLogin, RetryableError, UpstreamError) as exc:
@@ -226,19 +229,19 @@ async def drop_webhooks(gateway: Gateway, connection: Connection, person: str, *
 # --- login and logout -----------------------------------------------------------------------
 
 
-async def exchange_code(gateway: Gateway, code: str) -> TokenSet:
+async def exchange_code(ctx: PluginContext, code: str) -> TokenSet:
     """Trade the authorization code for tokens (redirect URI = our callback)."""
-    data = await api(gateway).token({"grant_type": "authorization_code", "code": code,
-                                     "redirect_uri": gateway.app_url(PLUGIN, CALLBACK_PATH)})
+    data = await api(ctx).token({"grant_type": "authorization_code", "code": code,
+                                     "redirect_uri": ctx.app_url(CALLBACK_PATH)})
     try:
         return TokenSet.from_response(data, time.time())
     except ValueError:
         raise UpstreamError("Webex sent no usable token") from None
 
 
-async def _profile(gateway: Gateway, tokens: TokenSet) -> dict[str, Any]:
+async def _profile(ctx: PluginContext, tokens: TokenSet) -> dict[str, Any]:
     try:
-        me = await api(gateway).call("GET", "/people/me", tokens.access_token, params={"callingData": "true"})
+        me = await api(ctx).call("GET", "/people/me", tokens.access_token, params={"callingData": "true"})
     except TokenRejected:
         raise UpstreamError("Webex refused the new token") from None
     if not isinstance(me, dict) or not isinstance(me.get("id"), str):
@@ -246,7 +249,7 @@ async def _profile(gateway: Gateway, tokens: TokenSet) -> dict[str, Any]:
     return me
 
 
-async def _check_org(gateway: Gateway, connection: Connection, me: dict[str, Any]) -> Connection:
+async def _check_org(ctx: PluginContext, connection: Connection, me: dict[str, Any]) -> Connection:
     """A connection serves one Webex organisation: pinned by its settings or the first login."""
     org = me.get("orgId") if isinstance(me.get("orgId"), str) else None
     pinned = connection.settings.get("org_id")
@@ -255,41 +258,41 @@ async def _check_org(gateway: Gateway, connection: Connection, me: dict[str, Any
             raise Forbidden("this Webex account belongs to another organisation")
         return connection
     if org:
-        return await gateway.update_connection(connection.id, settings={**connection.settings, "org_id": org})
+        return await ctx.connections.update(connection.id, settings={**connection.settings, "org_id": org})
     return connection
 
 
-async def login(gateway: Gateway, connection: Connection, code: str) -> TelephonyUser:
+async def login(ctx: PluginContext, connection: Connection, code: str) -> TelephonyUser:
     """Complete a login: tokens, profile into the directory, fresh webhooks."""
-    tokens = await exchange_code(gateway, code)
-    me = await _profile(gateway, tokens)
-    connection = await _check_org(gateway, connection, me)
+    tokens = await exchange_code(ctx, code)
+    me = await _profile(ctx, tokens)
+    connection = await _check_org(ctx, connection, me)
     user = user_from_profile(me, connection.settings.get("region") or "DE")
-    await save_tokens(gateway, connection, user.user_id, tokens)
-    await drop_webhooks(gateway, connection, user.user_id, at_webex=True)  # a repeated login
-    await gateway.put_user(connection, user)
-    await create_webhooks(gateway, connection, user.user_id, tokens.scopes or settings(gateway).scopes)
-    gateway.count("user_login", plugin=PLUGIN)
-    await gateway.audit("user.login", tenant=connection.tenant, plugin=PLUGIN, connection=connection.id)
+    await save_tokens(ctx, connection, user.user_id, tokens)
+    await drop_webhooks(ctx, connection, user.user_id, at_webex=True)  # a repeated login
+    await ctx.users.put(connection, user)
+    await create_webhooks(ctx, connection, user.user_id, tokens.scopes or ctx.settings.scopes)
+    ctx.count("user_login")
+    await ctx.audit("user.login", tenant=connection.tenant, connection=connection.id)
     log.info("webex user logged in", extra={"connection": connection.id})
     return user
 
 
-async def logout(gateway: Gateway, connection: Connection, person: str) -> None:
+async def logout(ctx: PluginContext, connection: Connection, person: str) -> None:
     """Delete the user's webhooks at Webex, forget the tokens, delete name and e-mail now."""
-    await drop_webhooks(gateway, connection, person, at_webex=True)
-    await storage(gateway, connection.tenant).delete("token", user_key(connection, person))
-    await gateway.logout_user(connection, person)
-    gateway.count("user_logout", plugin=PLUGIN)
+    await drop_webhooks(ctx, connection, person, at_webex=True)
+    await ctx.storage(connection.tenant).delete("token", user_key(connection, person))
+    await ctx.users.logout(connection, person)
+    ctx.count("user_logout")
     log.info("webex user logged out", extra={"connection": connection.id})
 
 
-async def logout_with_code(gateway: Gateway, connection: Connection, code: str) -> None:
+async def logout_with_code(ctx: PluginContext, connection: Connection, code: str) -> None:
     """Logout proven by a fresh Webex login of the same person (the browser has no session)."""
-    tokens = await exchange_code(gateway, code)
-    me = await _profile(gateway, tokens)
+    tokens = await exchange_code(ctx, code)
+    me = await _profile(ctx, tokens)
     person = me["id"]
-    if await gateway.get_user(connection, person) is None:
+    if await ctx.users.get(connection, person) is None:
         raise NotFound("this Webex account is not logged in here")
-    await save_tokens(gateway, connection, person, tokens)  # lets logout delete the webhooks
-    await logout(gateway, connection, person)
+    await save_tokens(ctx, connection, person, tokens)  # lets logout delete the webhooks
+    await logout(ctx, connection, person)

@@ -10,13 +10,12 @@
 from __future__ import annotations
 
 import asyncio
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
 import orjson
 
-from gateway import NotFound, RetryableError, UpstreamError, utcnow
+from gateway import NotFound, RetryableError, UpstreamError, retry_after
 
 from .settings import WebexSettings
 
@@ -27,21 +26,6 @@ class TokenRejected(Exception):
 
 class GrantRejected(Exception):
     """The token endpoint refused a code or refresh token: the user has to log in again."""
-
-
-def retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta seconds or HTTP date), ``None`` if absent."""
-    if not value:
-        return None
-    text = value.strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(text) - utcnow()).total_seconds())
-    except (TypeError, ValueError):
-        return None
 
 
 async def _read_json(resp: aiohttp.ClientResponse) -> Any:

@@ -180,12 +180,12 @@ def _dt(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
-def new_state(snap: CallSnapshot, *, crm_call_id: str | None = None) -> dict[str, Any]:
+def new_state(snap: CallSnapshot) -> dict[str, Any]:
     """The per-call state before any delivery was applied."""
     return {"call_id": snap.call_id, "leg": snap.call_leg, "session": session_key(snap.session_id),
             "direction": None, "remote": None, "started_at": None, "answered_at": None,
             "ended_at": None, "rang": False, "answered": False, "ended": False,
-            "completed_elsewhere": False, "redirections": [], "crm_call_id": crm_call_id}
+            "completed_elsewhere": False, "redirections": []}
 
 
 def _direction(snap: CallSnapshot, previous: str | None) -> Direction:
@@ -197,7 +197,7 @@ def _direction(snap: CallSnapshot, previous: str | None) -> Direction:
 
 
 def advance(state: Mapping[str, Any] | None, snap: CallSnapshot, *, local_user: str | None,
-            received_at: datetime, crm_call_id: str | None = None) -> tuple[dict[str, Any], list[CallEvent]]:
+            received_at: datetime) -> tuple[dict[str, Any], list[CallEvent]]:
     """Apply one delivery to a call's state; return the new state and the events it causes.
 
     - the first delivery of a call that has not ended emits ``ringing``;
@@ -208,7 +208,7 @@ def advance(state: Mapping[str, Any] | None, snap: CallSnapshot, *, local_user: 
       was seen answered or carries ``answered``; otherwise missed (inbound) or cancelled
       (outbound). Nothing is emitted after ``ended``: late ``updated`` deliveries are dropped.
     """
-    st: dict[str, Any] = dict(state) if state else new_state(snap, crm_call_id=crm_call_id)
+    st: dict[str, Any] = dict(state) if state else new_state(snap)
     if st["ended"]:
         return st, []
     direction = _direction(snap, st.get("direction"))
@@ -228,7 +228,6 @@ def advance(state: Mapping[str, Any] | None, snap: CallSnapshot, *, local_user: 
             event_id=event_id(snap.call_leg, kind.value, key_time), call_id=st["call_id"],
             direction=direction, state=kind, occurred_at=when, remote_number=st["remote"],
             local_user=local_user, started_at=_dt(st["started_at"]), answered_at=_dt(st["answered_at"]),
-            crm_call_id=st.get("crm_call_id"),
             extra={"personality": snap.personality or None, "completed_elsewhere": st["completed_elsewhere"],
                    "redirections": list(st["redirections"])},
             **more))
@@ -297,4 +296,4 @@ def recording_event(state: Mapping[str, Any], recording_id: str, *, local_user: 
         state=CallState.RECORDING, occurred_at=received_at, remote_number=state.get("remote"),
         local_user=local_user, started_at=_dt(state.get("started_at")),
         answered_at=_dt(state.get("answered_at")), ended_at=_dt(state.get("ended_at")),
-        recording=RecordingRef(source=SOURCE_NAME, ref=recording_id), crm_call_id=state.get("crm_call_id"))
+        recording=RecordingRef(source=SOURCE_NAME, ref=recording_id))

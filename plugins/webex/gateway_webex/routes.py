@@ -15,19 +15,18 @@ from collections.abc import Callable
 from aiohttp import web
 
 from gateway import (
-    ADMIN_SCOPE,
-    GATEWAY,
+    CONTEXT,
     BadRequest,
     Connection,
     Forbidden,
-    Gateway,
     NotFound,
+    PluginContext,
     RetryableError,
     json_response,
 )
 
 from . import accounts, oauth
-from .accounts import CALLBACK_PATH, PLUGIN
+from .accounts import CALLBACK_PATH
 from .api import GrantRejected
 
 log = logging.getLogger("gateway_webex")
@@ -37,21 +36,18 @@ def _page(text: str, status: int = 200) -> web.Response:
     return web.Response(text=text + "\n", status=status, content_type="text/plain")
 
 
-async def _connection(gateway: Gateway, connection_id: str | None) -> Connection:
+async def _connection(ctx: PluginContext, connection_id: str | None) -> Connection:
     if not connection_id or len(connection_id) > 64:
         raise NotFound("unknown connection")
-    conn = await gateway.connection(connection_id)
-    if conn.plugin != PLUGIN:
-        raise NotFound("unknown connection")
-    return conn
+    return await ctx.connections.own(connection_id)
 
 
 async def _redirect(request: web.Request, purpose: str) -> web.Response:
-    gateway = request.app[GATEWAY]
-    cfg = accounts.settings(gateway).require()
-    conn = await _connection(gateway, request.query.get("connection"))
+    ctx = request[CONTEXT]
+    cfg = ctx.settings.require()
+    conn = await _connection(ctx, request.query.get("connection"))
     state = oauth.make_state(cfg.client_secret, conn.id, purpose, cfg.state_ttl)
-    url = oauth.authorize_url(cfg.authorize_url, cfg.client_id, gateway.app_url(PLUGIN, CALLBACK_PATH),
+    url = oauth.authorize_url(cfg.authorize_url, cfg.client_id, ctx.app_url(CALLBACK_PATH),
                               cfg.scopes, state)
     return web.Response(status=302, headers={"Location": url, "Cache-Control": "no-store"})
 
@@ -65,8 +61,8 @@ async def logout(request: web.Request) -> web.Response:
 
 
 async def callback(request: web.Request) -> web.Response:
-    gateway = request.app[GATEWAY]
-    cfg = accounts.settings(gateway).require()
+    ctx = request[CONTEXT]
+    cfg = ctx.settings.require()
     code, state_text = request.query.get("code"), request.query.get("state")
     if request.query.get("error") or not code or not state_text or len(code) > 2048:
         return _page("The Webex login was cancelled or failed. Start again from the login link.", 400)
@@ -74,12 +70,12 @@ async def callback(request: web.Request) -> web.Response:
         state = oauth.check_state(cfg.client_secret, state_text)
     except oauth.BadState as exc:
         return _page(f"Invalid login link: {exc}. Start again from the login link.", 400)
-    conn = await _connection(gateway, state.connection_id)
+    conn = await _connection(ctx, state.connection_id)
     try:
         if state.purpose == "login":
-            await accounts.login(gateway, conn, code)
+            await accounts.login(ctx, conn, code)
             return _page("You are logged in: your Webex calls now reach the CRM. You can close this window.")
-        await accounts.logout_with_code(gateway, conn, code)
+        await accounts.logout_with_code(ctx, conn, code)
         return _page("You are logged out: your name and e-mail were deleted. You can close this window.")
     except GrantRejected:
         return _page("Webex refused the login. Start again from the login link.", 400)
@@ -93,20 +89,17 @@ async def callback(request: web.Request) -> web.Response:
 
 
 async def admin_logout(request: web.Request) -> web.Response:
-    gateway = request.app[GATEWAY]
-    tenant = request.match_info["tenant"]
-    scope = request[ADMIN_SCOPE]
-    if scope is not None and scope != tenant:
-        raise Forbidden("this token is scoped to another tenant")
-    conn = await _connection(gateway, request.match_info["connection_id"])
+    ctx = request[CONTEXT]
+    tenant = request.match_info["tenant"]  # a token scoped to another tenant was refused (403)
+    conn = await _connection(ctx, request.match_info["connection_id"])
     if conn.tenant != tenant:
         raise NotFound("unknown connection")
     user_id = request.match_info["user_id"]
-    user = await gateway.get_user(conn, user_id)
+    user = await ctx.users.get(conn, user_id)
     if user is None:
         raise NotFound("unknown user")
     try:
-        await accounts.logout(gateway, conn, user_id)
+        await accounts.logout(ctx, conn, user_id)
     except RetryableError:
         raise BadRequest("Webex is busy; try again later") from None
     return json_response({"user_id": user_id, "status": "logged_out"})
@@ -114,8 +107,8 @@ async def admin_logout(request: web.Request) -> web.Response:
 
 def register_all(register: Callable[..., None]) -> None:
     """Hand every route to the core's ``register`` callable."""
-    register(plugin=PLUGIN, method="GET", path="/login", handler=login)
-    register(plugin=PLUGIN, method="GET", path="/logout", handler=logout)
-    register(plugin=PLUGIN, method="GET", path=CALLBACK_PATH, handler=callback)
-    register(plugin=PLUGIN, method="POST", area="admin", handler=admin_logout,
+    register(method="GET", path="/login", handler=login)
+    register(method="GET", path="/logout", handler=logout)
+    register(method="GET", path=CALLBACK_PATH, handler=callback)
+    register(method="POST", area="admin", handler=admin_logout,
              path="/tenants/{tenant}/connections/{connection_id}/users/{user_id}/logout")

@@ -1,11 +1,10 @@
-"""Operator settings of the Webex integration (``GATEWAY_WEBEX_*``)."""
+"""Operator settings of the Webex integration (``GATEWAY_WEBEX_*``), declared to the core."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gateway import BadRequest
+from gateway import BadRequest, setting
 
 DEFAULT_API_URL = "https://webexapis.com/v1"
 #: Scopes asked for at login: call events and click-to-call, the user's profile, recordings.
@@ -14,33 +13,34 @@ DEFAULT_SCOPES = ("spark:calls_read", "spark:calls_write", "spark:people_read", 
 RECORDINGS_SCOPE = "spark:recordings_read"
 
 
-def _seconds(value: str | None, default: int) -> int:
-    try:
-        return max(60, int(value)) if value else default
-    except ValueError:
-        return default
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class WebexSettings:
-    """The integration's client credentials and endpoints."""
+    """The integration's client credentials and endpoints. Without a client id and secret the
+    gateway still starts (Placetel-only operators need no Webex integration); connecting
+    Webex is then refused with a clear message."""
 
-    client_id: str
-    client_secret: str
-    api_url: str
-    authorize_url: str
-    token_url: str
-    scopes: tuple[str, ...]
-    state_ttl: int
+    client_id: str = setting("", help="the Webex integration's client id")
+    client_secret: str = setting("", secret=True, help="the Webex integration's client secret")
+    api_url: str = setting(DEFAULT_API_URL, help="Webex REST API base URL")
+    authorize_url: str = setting("", help="OAuth authorize URL (default: API_URL/authorize)")
+    token_url: str = setting("", help="OAuth token URL (default: API_URL/access_token)")
+    scopes: tuple[str, ...] = setting(DEFAULT_SCOPES, help="OAuth scopes asked for at login")
+    state_ttl: int = setting(600, help="seconds a login link stays valid (at least 60)")
 
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, str]) -> WebexSettings:
-        api = (cfg.get("api_url") or DEFAULT_API_URL).rstrip("/")
-        scopes = tuple((cfg.get("scopes") or " ".join(DEFAULT_SCOPES)).replace(",", " ").split())
-        return cls(client_id=cfg.get("client_id", ""), client_secret=cfg.get("client_secret", ""),
-                   api_url=api, authorize_url=cfg.get("authorize_url") or f"{api}/authorize",
-                   token_url=cfg.get("token_url") or f"{api}/access_token", scopes=scopes,
-                   state_ttl=_seconds(cfg.get("state_ttl"), 600))
+    def __post_init__(self) -> None:
+        api = self.api_url.rstrip("/")
+        if not api.startswith(("https://", "http://")):
+            raise ValueError("setting api_url must be an http(s) URL")
+        object.__setattr__(self, "api_url", api)
+        object.__setattr__(self, "authorize_url", self.authorize_url or f"{api}/authorize")
+        object.__setattr__(self, "token_url", self.token_url or f"{api}/access_token")
+        if not self.scopes:
+            raise ValueError("setting scopes must name at least one scope")
+        if self.state_ttl < 60:
+            raise ValueError("setting state_ttl must be at least 60 seconds")
+
+    def __repr__(self) -> str:
+        return f"WebexSettings(configured={self.configured})"
 
     @property
     def configured(self) -> bool:

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from gateway import Gateway, NotFound, RetryableError, UpstreamError
+from gateway import NotFound, PluginContext, RetryableError, UpstreamError
 
 from . import accounts
-from .accounts import PLUGIN, REFRESH_AHEAD, NeedsLogin
+from .accounts import REFRESH_AHEAD, NeedsLogin
 
 log = logging.getLogger("gateway_webex")
 
@@ -22,13 +22,13 @@ BACKOFF_BASE = 300.0
 BACKOFF_CAP = 6 * 3600.0
 
 
-async def refresh_tokens(gateway: Gateway) -> int:
+async def refresh_tokens(ctx: PluginContext) -> int:
     """Refresh every token that expires within :data:`REFRESH_AHEAD`; return how many were due."""
     done = 0
-    for conn in await accounts.all_connections(gateway):
-        for person in await accounts.logged_in(gateway, conn):
+    for conn in await accounts.all_connections(ctx):
+        for person in await accounts.logged_in(ctx, conn):
             try:
-                await accounts.refresh(gateway, conn, person, window=REFRESH_AHEAD)
+                await accounts.refresh(ctx, conn, person, window=REFRESH_AHEAD)
                 done += 1
             except NeedsLogin:
                 continue  # already marked needs_login
@@ -38,14 +38,14 @@ async def refresh_tokens(gateway: Gateway) -> int:
     return done
 
 
-async def check_webhooks(gateway: Gateway) -> int:
+async def check_webhooks(ctx: PluginContext) -> int:
     """List each user's webhooks; re-activate ours that Webex disabled, with back-off."""
     reactivated = 0
-    for conn in await accounts.all_connections(gateway):
-        st = accounts.storage(gateway, conn.tenant)
-        for person in await accounts.logged_in(gateway, conn):
+    for conn in await accounts.all_connections(ctx):
+        st = ctx.storage(conn.tenant)
+        for person in await accounts.logged_in(ctx, conn):
             try:
-                listing = await accounts.call_as(gateway, conn, person, "GET", "/webhooks", params={"max": "100"})
+                listing = await accounts.call_as(ctx, conn, person, "GET", "/webhooks", params={"max": "100"})
             except (NeedsLogin, RetryableError, UpstreamError, NotFound, TimeoutError) as exc:
                 log.warning("could not list webex webhooks", extra={"connection": conn.id,
                                                                    "error": type(exc).__name__})
@@ -56,13 +56,13 @@ async def check_webhooks(gateway: Gateway) -> int:
                 if not isinstance(item, dict) or item.get("id") not in ours:
                     continue
                 hook_id, rec = item["id"], ours[item["id"]]
-                reactivated += await _check_one(gateway, conn, person, hook_id, rec, item)
+                reactivated += await _check_one(ctx, conn, person, hook_id, rec, item)
     return reactivated
 
 
-async def _check_one(gateway: Gateway, conn: Any, person: str, hook_id: str, rec: dict[str, Any],
+async def _check_one(ctx: PluginContext, conn: Any, person: str, hook_id: str, rec: dict[str, Any],
                      item: dict[str, Any]) -> int:
-    st = accounts.storage(gateway, conn.tenant)
+    st = ctx.storage(conn.tenant)
     now = time.time()
     if item.get("status") != "inactive":
         if rec.get("attempts"):
@@ -74,10 +74,10 @@ async def _check_one(gateway: Gateway, conn: Any, person: str, hook_id: str, rec
     attempts = int(rec.get("attempts") or 0)
     ok = 0
     try:
-        await accounts.call_as(gateway, conn, person, "PUT", f"/webhooks/{quote(hook_id, safe='')}", json={
-            "name": rec.get("name") or item.get("name") or "callgate", "targetUrl": gateway.webhook_url(conn),
+        await accounts.call_as(ctx, conn, person, "PUT", f"/webhooks/{quote(hook_id, safe='')}", json={
+            "name": rec.get("name") or item.get("name") or "callgate", "targetUrl": ctx.webhook_url(conn),
             "status": "active"})
-        gateway.count("webhook_reactivated", plugin=PLUGIN)
+        ctx.count("webhook_reactivated")
         log.info("re-activated a disabled webex webhook", extra={"connection": conn.id, "attempt": attempts + 1})
         ok = 1
     except (NeedsLogin, RetryableError, UpstreamError, NotFound) as exc:

@@ -20,9 +20,9 @@ from gateway import (
     CallState,
     Connection,
     Direction,
-    Gateway,
     OriginateResult,
     Outcome,
+    PluginContext,
     Source,
     TelephonyUser,
     Unauthorized,
@@ -43,13 +43,13 @@ class DemoSource(Source):
     def __init__(self) -> None:
         self.originated: list[tuple[str, str, str | None]] = []
 
-    async def connect(self, gateway: Gateway, connection: Connection) -> Mapping[str, Any]:
+    async def connect(self, ctx: PluginContext, connection: Connection) -> Mapping[str, Any]:
         secret = connection.settings.get("secret")
         if not isinstance(secret, str) or len(secret) < 8:
             raise BadRequest("settings.secret (at least 8 characters) is required")
         return {"secret": secret}
 
-    async def receive(self, gateway: Gateway, connection: Connection,
+    async def receive(self, ctx: PluginContext, connection: Connection,
                       request: WebhookRequest) -> Sequence[CallEvent]:
         given = request.headers.get("X-Demo-Signature", "").strip().lower()
         expected = sign(connection.settings["secret"], request.body)
@@ -66,6 +66,12 @@ class DemoSource(Source):
         except (orjson.JSONDecodeError, KeyError, ValueError, TypeError):
             raise BadRequest("unparseable notification") from None
 
+    async def originate(self, ctx: PluginContext, connection: Connection, user: TelephonyUser,
+                        number: str) -> OriginateResult:
+        """Click-to-call: remembered for the tests; the demo's events will carry ``demo-call``."""
+        self.originated.append((user.user_id, number, None))
+        return OriginateResult(call_id="demo-call")
+
 
 SOURCE = DemoSource()
 
@@ -73,15 +79,3 @@ SOURCE = DemoSource()
 @hookimpl
 def register_sources(register: Any) -> None:
     register(SOURCE)
-
-
-@hookimpl
-def originate_call(gateway: Gateway, connection: Connection, user: TelephonyUser, number: str,
-                   crm_call_id: str | None) -> Any:
-    if connection.plugin != "demo":
-        return None
-
-    async def go() -> OriginateResult:
-        SOURCE.originated.append((user.user_id, number, crm_call_id))
-        return OriginateResult(call_id="demo-call")
-    return go()
