@@ -254,6 +254,12 @@ class PluginContext:
         """The URL telephone systems and CRMs reach the gateway at."""
         return self._gw.config.public_url
 
+    @property
+    def max_body(self) -> int:
+        """The largest request body the operator accepts on a webhook (bytes); a plugin's own
+        vendor callbacks (``hooks`` routes) should refuse larger ones with 413."""
+        return self._gw.config.max_body
+
     def app_url(self, path: str) -> str:
         """The public URL of one of the plugin's ``apps`` routes (OAuth redirects, pages)."""
         return f"{self.public_url}/apps/{self.name}{path}"

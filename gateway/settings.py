@@ -74,7 +74,8 @@ def parse(plugin: str, schema: type[Any], raw: Mapping[str, str]) -> Any:
     if not dataclasses.is_dataclass(schema):
         raise ConfigError(f"plugin {plugin}: declare_settings must return a dataclass")
     hints = typing.get_type_hints(schema)
-    fields = {f.name: f for f in dataclasses.fields(schema)}
+    # fields with init=False are derived by the plugin (__post_init__), not settings
+    fields = {f.name: f for f in dataclasses.fields(schema) if f.init}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
         raise ConfigError(f"plugin {plugin}: unknown setting {unknown[0]} "
@@ -95,6 +96,8 @@ def redacted(settings: Any) -> dict[str, Any]:
     """The settings as shown by ``gateway config check``: secrets as ``***``."""
     out: dict[str, Any] = {}
     for field in dataclasses.fields(settings):
+        if not field.init:
+            continue
         value = getattr(settings, field.name)
         if is_secret(field):
             out[field.name] = "***" if value else value

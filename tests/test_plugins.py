@@ -10,9 +10,13 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 from aiohttp import web
 from conftest import SECRET
 from demo_source import sign
+
+from gateway import CONTEXT, Sink, Source, hookimpl
+from gateway.errors import PluginError
 
 ROOT = Path(__file__).parents[1]
 GATEWAY_BIN = [sys.executable, "-m", "gateway"]
@@ -50,8 +54,8 @@ def test_plugins_command_lists_versions_and_hooks():
     out = run_cli("plugins")
     assert out.returncode == 0, out.stderr
     lines = {line.split(" ")[0]: line for line in out.stdout.splitlines()}
-    assert lines["demo"] == "demo 0.0.1: originate_call, register_sources"
-    assert lines["example_crm"] == "example_crm 0.0.1: register_sinks"
+    assert lines["demo"] == "demo 0.0.1: register_sources"
+    assert lines["example_crm"] == "example_crm 0.0.1: declare_settings, register_sinks"
 
 
 def test_disabled_plugins_are_not_loaded():
@@ -89,6 +93,7 @@ def test_a_plugin_that_fails_to_import_stops_startup_naming_it(tmp_path):
     assert run_cli("plugins", env=env | {"GATEWAY_PLUGINS_DISABLED": "broken"}).returncode == 0
 
 
+@pytest.mark.hook("register_sinks")
 async def test_third_party_sink_receives_events_without_core_changes(gateway_harness, aiohttp_server):
     received: list[dict] = []
 
@@ -116,3 +121,66 @@ async def test_third_party_sink_receives_events_without_core_changes(gateway_har
         await asyncio.sleep(0.02)
     assert [r["state"] for r in received] == ["ringing", "answered", "ended"]
     assert received[0]["number"] == "+4922112345678" and received[2]["outcome"] == "answered"
+
+
+class Impostor:
+    """Registers a source and a sink under other plugins' names."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    @hookimpl
+    def register_sources(self, register):
+        if self.kind == "source":
+            register(type("Fake", (Source,), {"name": "placetel"})())
+
+    @hookimpl
+    def register_sinks(self, register):
+        if self.kind == "sink":
+            register(type("Fake", (Sink,), {"name": "bitrix24"})())
+
+
+@pytest.mark.hook("register_sources")
+@pytest.mark.parametrize("kind", ["source", "sink"])
+def test_a_plugin_registers_only_under_its_own_name(tmp_path, kind):
+    from gateway.app import build_gateway
+    from gateway.testing import make_config
+
+    with pytest.raises(PluginError, match=f"plugin 'impostor' registered a {kind} named"):
+        build_gateway(make_config(tmp_path), extra_plugins=[("impostor", Impostor(kind))])
+
+
+class Climber:
+    """Tries to mount a route under another plugin's prefix with a crafted path."""
+
+    @hookimpl
+    def register_routes(self, register):
+        async def steal(request):
+            return web.Response(text="mine")
+        register(method="GET", path="/../webex/callback", handler=steal)
+
+
+@pytest.mark.hook("register_routes")
+def test_a_route_cannot_climb_out_of_the_plugins_prefix(tmp_path):
+    from gateway.app import build_gateway
+    from gateway.testing import make_config
+
+    with pytest.raises(PluginError, match="'climber' registered a route with a bad area or path"):
+        build_gateway(make_config(tmp_path), extra_plugins=[("climber", Climber())])
+
+
+class OnePage:
+    @hookimpl
+    def register_routes(self, register):
+        async def whoami(request):
+            ctx = request[CONTEXT]
+            return web.json_response({"plugin": ctx.name, "url": ctx.app_url("/me")})
+        register(method="GET", path="/me", handler=whoami)
+
+
+@pytest.mark.hook("register_routes")
+async def test_a_route_handler_finds_its_plugins_context(gateway_harness):
+    h = await gateway_harness(plugins=[("pages", OnePage())])
+    resp = await h.client.get("/apps/pages/me")
+    assert resp.status == 200
+    assert await resp.json() == {"plugin": "pages", "url": "http://127.0.0.1:8080/apps/pages/me"}

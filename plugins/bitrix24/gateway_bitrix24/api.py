@@ -2,8 +2,8 @@
 
 Every URL called is the *stored* portal endpoint, checked against the allow-list on each
 call; tokens travel in the JSON body (never in a URL). Refresh tokens rotate, so a refresh
-is single-flight per tenant: an in-process lock plus a store lease (other processes), and the
-tokens are read again once the lease is held — whoever waited uses the winner's tokens.
+is single-flight per tenant (:class:`gateway.SingleFlight`: in this process and across
+processes sharing the store); whoever waited uses the winner's tokens.
 """
 
 from __future__ import annotations
@@ -11,47 +11,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from gateway import Gateway, RetryableError
+from gateway import PluginContext, RetryableError, SingleFlight
 
 from .hosts import is_allowed, rest_endpoint
-from .records import Portal, Tokens, get_portal, get_tokens, put_portal, put_tokens, storage
+from .records import Portal, Tokens, get_portal, get_tokens, put_portal, put_tokens
 from .responses import AuthRevoked, ExpiredToken, TokenGrant, parse_oauth, parse_rest
-from .settings import PLUGIN, PluginSettings, plugin_settings
+from .settings import PluginSettings
 
 log = logging.getLogger("gateway_bitrix24.api")
 
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=20)
 MAX_BODY = 2 * 1024 * 1024
 _REDIRECTS = {301, 302, 303, 307, 308}
-_locks: weakref.WeakKeyDictionary[Gateway, dict[str, asyncio.Lock]] = weakref.WeakKeyDictionary()
+#: one refresh of a portal's rotating refresh token at a time, also across processes
+_REFRESH = SingleFlight()
 
 
-def _lock(gw: Gateway, tenant: str) -> asyncio.Lock:
-    per_gw = _locks.setdefault(gw, {})
-    lock = per_gw.get(tenant)
-    if lock is None:
-        lock = per_gw[tenant] = asyncio.Lock()
-    return lock
-
-
-def forget_tenant(gw: Gateway, tenant: str) -> None:
-    _locks.get(gw, {}).pop(tenant, None)
-
-
-async def oauth_grant(gw: Gateway, settings: PluginSettings, refresh_token: str) -> TokenGrant:
+async def oauth_grant(ctx: PluginContext, settings: PluginSettings, refresh_token: str) -> TokenGrant:
     """Exchange a refresh token at the OAuth server (a setting, never a URL from an event)."""
     if not settings.client_id or not settings.client_secret:
         raise RetryableError("the Bitrix24 app credentials are not configured", code="NO_CLIENT_CREDENTIALS")
     params = {"grant_type": "refresh_token", "client_id": settings.client_id,
               "client_secret": settings.client_secret, "refresh_token": refresh_token}
     try:
-        async with gw.http.get(settings.oauth_url, params=params, allow_redirects=False,
+        async with ctx.http.get(settings.oauth_url, params=params, allow_redirects=False,
                                timeout=REQUEST_TIMEOUT) as resp:
             body = await resp.content.read(MAX_BODY)
             return parse_oauth(resp.status, body, int(time.time()))
@@ -62,11 +50,11 @@ async def oauth_grant(gw: Gateway, settings: PluginSettings, refresh_token: str)
 class Bitrix24Client:
     """REST access to one tenant's portal."""
 
-    def __init__(self, gw: Gateway, tenant: str) -> None:
-        self.gw = gw
+    def __init__(self, ctx: PluginContext, tenant: str) -> None:
+        self.ctx = ctx
         self.tenant = tenant
-        self.st = storage(gw, tenant)
-        self.settings = plugin_settings(gw)
+        self.st = ctx.storage(tenant)
+        self.settings = ctx.settings
 
     async def call(self, method: str, params: dict[str, Any]) -> Any:
         """Call ``method``; refresh once on ``expired_token``. Raises what :func:`parse_rest` does."""
@@ -94,7 +82,7 @@ class Bitrix24Client:
     async def pause(self, reason: str) -> None:
         log.warning("Bitrix24 tenant paused", extra={"tenant": self.tenant, "reason": reason})
         try:
-            await self.gw.set_tenant_status(self.tenant, "paused", reason)
+            await self.ctx.tenants.set_status(self.tenant, "paused", reason)
         except Exception as exc:  # the tenant may be gone (uninstalled meanwhile)
             log.info("could not mark tenant", extra={"tenant": self.tenant, "error": type(exc).__name__})
 
@@ -108,26 +96,29 @@ class Bitrix24Client:
 
     async def refresh(self, stale: str) -> Tokens:
         """Refresh unless someone else already replaced the ``stale`` access token."""
-        async with _lock(self.gw, self.tenant):
+        async def current() -> Tokens:
+            tokens = await get_tokens(self.st)
+            if tokens is None:
+                raise AuthRevoked("NOT_INSTALLED", "reinstall_required")
+            return tokens
+
+        async def renew(tokens: Tokens) -> Tokens:
             try:
-                async with self.st.lease("oauth-refresh", ttl=30.0, wait=35.0):
-                    current = await get_tokens(self.st)
-                    if current is None:
-                        raise AuthRevoked("NOT_INSTALLED", "reinstall_required")
-                    if current.access_token != stale and current.fresh():
-                        return current
-                    try:
-                        grant = await oauth_grant(self.gw, self.settings, current.refresh_token)
-                    except (AuthRevoked, RetryableError):
-                        self.gw.count("token_refresh", plugin=PLUGIN, outcome="failed")
-                        raise
-                    fresh = Tokens(grant.access_token, grant.refresh_token, grant.expires)
-                    await put_tokens(self.st, fresh)
-                    self.gw.count("token_refresh", plugin=PLUGIN, outcome="ok")
-                    log.info("Bitrix24 token refreshed", extra={"tenant": self.tenant})
-                    return fresh
-            except TimeoutError:
-                raise RetryableError("token refresh is busy elsewhere", code="REFRESH_BUSY") from None
+                grant = await oauth_grant(self.ctx, self.settings, tokens.refresh_token)
+            except (AuthRevoked, RetryableError):
+                self.ctx.count("token_refresh", "failed")
+                raise
+            fresh = Tokens(grant.access_token, grant.refresh_token, grant.expires)
+            await put_tokens(self.st, fresh)
+            self.ctx.count("token_refresh", "ok")
+            log.info("Bitrix24 access token renewed", extra={"tenant": self.tenant})
+            return fresh
+
+        try:
+            return await _REFRESH.run(self.st, "oauth-refresh", current=current, refresh=renew,
+                                      stale=lambda t: t.access_token == stale or not t.fresh())
+        except TimeoutError:
+            raise RetryableError("token refresh is busy elsewhere", code="REFRESH_BUSY") from None
 
     async def _portal(self) -> Portal:
         portal = await get_portal(self.st)
@@ -142,7 +133,7 @@ class Bitrix24Client:
             if not is_allowed(url, self.settings.allowed):
                 raise AuthRevoked("PORTAL_NOT_ALLOWED", "portal_not_allowed")
             try:
-                async with self.gw.http.post(url, json={**params, "auth": access_token},
+                async with self.ctx.http.post(url, json={**params, "auth": access_token},
                                              allow_redirects=False, timeout=REQUEST_TIMEOUT) as resp:
                     body = await resp.content.read(MAX_BODY)
                     location = resp.headers.get("Location", "")

@@ -1,17 +1,17 @@
 """Click-to-call (``ONEXTERNALCALLSTART``) and callback forms (``ONEXTERNALCALLBACKSTART``).
 
 Bitrix24 registered a click-to-call already: we never register it again. We find the CRM
-user's telephony user (override map, else ``user.get`` by ID → e-mail / ``UF_PHONE_INNER``),
-leave a *pending* record keyed by telephony user + remote number holding the CRM ``CALL_ID``
-(call_record=True), and ask the core to originate. When the telephone system's first outbound
-event for that user and number arrives within :data:`sink.ADOPT_WINDOW`, the sink adopts the
-``CALL_ID`` instead of registering. If originating fails, the ``CALL_ID`` is finished (503) so
-the card closes. A duplicate event (same ``CALL_ID``) originates once.
+user's telephony user (override map, else ``user.get`` by ID → e-mail / ``UF_PHONE_INNER``)
+and ask the core to start the call as the CRM's ``CALL_ID`` (``ctx.clicktocall.start``); the
+core recognises the call's events later (``ctx.clicktocall.find``), and the sink then uses
+that ``CALL_ID`` instead of registering. Our own ``c2c`` record remembers the CRM user and
+the state for the sweep. If originating fails, the ``CALL_ID`` is finished (503) so the card
+closes. A duplicate event (same ``CALL_ID``) originates once.
 
-The work runs in a task of its own, not in the request handler: the handler waits for it
-only a few seconds (``GATEWAY_BITRIX24_ORIGINATE_WAIT``, default 5) and then acknowledges;
-a cancelled request (Bitrix24 hung up) does not cancel the task. On shutdown the tasks get a
-short grace period. A task lost in a crash leaves the card open (no redelivery exists).
+The work runs detached from the request handler (``ctx.run_detached``): the handler waits
+for it only a few seconds (``GATEWAY_BITRIX24_ORIGINATE_WAIT``, default 5) and then
+acknowledges; a cancelled request (Bitrix24 hung up) does not cancel it, and the gateway gives
+it a grace period at shutdown. Work lost in a crash leaves the card open until the sweep.
 """
 
 from __future__ import annotations
@@ -20,56 +20,33 @@ import asyncio
 import hashlib
 import logging
 import time
-import weakref
-from collections.abc import Coroutine
 from datetime import datetime, timezone
 from typing import Any
 
-from gateway import Gateway, NotFound, PluginStorage
+from gateway import NotFound, PluginContext, PluginStorage
 
 from .api import Bitrix24Client
 from .mapping import TYPE_CALLBACK, is_call_unknown
 from .parse import AppEvent, CallbackRequest, ClickToCall
-from .records import get_settings, storage
+from .records import get_settings
 from .responses import Bitrix24Error
-from .sink import C2C, PENDING, number_index, pending_key
-from .users import telephony_identity, telephony_user_of
+from .sink import C2C, phones_of
+from .users import telephony_identity
 
 log = logging.getLogger("gateway_bitrix24.clicktocall")
 
 CALLBACKS = "callback"
 FAILED_REASON = "The telephone system could not place the call"
-_tasks: weakref.WeakKeyDictionary[Gateway, set[asyncio.Task[None]]] = weakref.WeakKeyDictionary()
 
 
-def spawn(gw: Gateway, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-    """Run ``coro`` independently of the request; the set keeps it referenced."""
-    task = asyncio.get_running_loop().create_task(coro, name="bitrix24-click-to-call")
-    tasks = _tasks.setdefault(gw, set())
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
-    return task
-
-
-async def drain(gw: Gateway, grace: float = 5.0) -> None:
-    """Shutdown: let running click-to-calls finish for ``grace`` seconds, then cancel them."""
-    tasks = list(_tasks.get(gw, ()))
-    if not tasks:
-        return
-    _, pending = await asyncio.wait(tasks, timeout=grace)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-
-
-async def _claim(gw: Gateway, tenant: str, kind: str, key: str, value: dict[str, Any],
+async def _claim(ctx: PluginContext, tenant: str, kind: str, key: str, value: dict[str, Any],
                  number: str) -> bool:
     """Store ``(kind, key)`` unless present; single-flight also across processes."""
-    st = storage(gw, tenant)
+    st = ctx.storage(tenant)
     async with st.lease(f"{kind}:{key}", ttl=30.0, wait=10.0):
         if await st.get(kind, key) is not None:
             return False
-        await st.put(kind, key, value, index=number_index(number), call_record=True)
+        await st.put(kind, key, value, phones=phones_of(number), call_record=True)
         return True
 
 
@@ -77,33 +54,25 @@ async def put_c2c(st: PluginStorage, crm_call_id: str, user_id: int, state: str,
     """The state of a CRM call we dial: ``dialing`` → ``dialed`` → ``adopted`` (events came), or
     ``failed`` (card not closed yet) → ``closed``. ``at`` is the last change (for the sweep)."""
     await st.put(C2C, crm_call_id, {"user_id": user_id, "state": state, "at": time.time()},
-                 index=number_index(number), call_record=True)
+                 phones=phones_of(number), call_record=True)
 
 
-async def claim_click_to_call(gw: Gateway, tenant: str, c2c: ClickToCall) -> bool:
-    return await _claim(gw, tenant, C2C, c2c.call_id,
+async def claim_click_to_call(ctx: PluginContext, tenant: str, c2c: ClickToCall) -> bool:
+    return await _claim(ctx, tenant, C2C, c2c.call_id,
                         {"user_id": c2c.user_id, "state": "dialing", "at": time.time()}, c2c.number)
 
 
-async def originate_for(gw: Gateway, tenant: str, crm_call_id: str, user_id: int, number: str) -> None:
+async def originate_for(ctx: PluginContext, tenant: str, crm_call_id: str, user_id: int, number: str) -> None:
     """Dial for CRM user ``user_id``; on any failure finish ``crm_call_id`` so the card closes."""
-    client = Bitrix24Client(gw, tenant)
+    client = Bitrix24Client(ctx, tenant)
     st = client.st
-    pkey: str | None = None
     try:
         email, extension = await telephony_identity(client, user_id)
-        if email or extension:
-            found = await telephony_user_of(gw, tenant, email, extension)
-            if found is not None:
-                pkey = pending_key(found[0], found[1], number)
-                await st.put(PENDING, pkey, {"crm_call_id": crm_call_id, "user_id": user_id,
-                                             "at": time.time()}, index=number_index(number), call_record=True)
-        await gw.originate(tenant, number=number, email=email, extension=extension,
-                           crm_call_id=crm_call_id)
+        await ctx.clicktocall.start(tenant, crm_call_id, number=number, email=email, extension=extension)
         current = await st.get(C2C, crm_call_id)
         if not isinstance(current, dict) or current.get("state") == "dialing":  # not adopted meanwhile
             await put_c2c(st, crm_call_id, user_id, "dialed", number)
-        gw.count("click_to_call", plugin="bitrix24", outcome="ok")
+        ctx.count("click_to_call", "ok")
         log.info("click-to-call originated", extra={"tenant": tenant})
     except asyncio.CancelledError:
         raise
@@ -112,8 +81,8 @@ async def originate_for(gw: Gateway, tenant: str, crm_call_id: str, user_id: int
     except Exception as exc:
         log.warning("click-to-call failed", extra={"tenant": tenant, "error": type(exc).__name__,
                                                    "code": getattr(exc, "code", None)})
-        gw.count("click_to_call_failed", plugin="bitrix24")
-        await _close_card(client, crm_call_id, user_id, pkey, number)
+        ctx.count("click_to_call_failed")
+        await _close_card(client, crm_call_id, user_id, number)
 
 
 def failed_finish_params(crm_call_id: str, user_id: int) -> dict[str, Any]:
@@ -122,12 +91,9 @@ def failed_finish_params(crm_call_id: str, user_id: int) -> dict[str, Any]:
             "FAILED_REASON": FAILED_REASON}
 
 
-async def _close_card(client: Bitrix24Client, crm_call_id: str, user_id: int, pkey: str | None,
-                      number: str) -> None:
+async def _close_card(client: Bitrix24Client, crm_call_id: str, user_id: int, number: str) -> None:
     """Finish the CRM call as failed; if that fails too, the sweep closes it later."""
     try:
-        if pkey is not None:
-            await client.st.delete(PENDING, pkey)
         await put_c2c(client.st, crm_call_id, user_id, "failed", number)
         try:
             await client.call("telephony.externalCall.finish", failed_finish_params(crm_call_id, user_id))
@@ -147,8 +113,8 @@ def callback_key(event: AppEvent, cb: CallbackRequest) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
-async def claim_callback(gw: Gateway, tenant: str, key: str, number: str) -> bool:
-    return await _claim(gw, tenant, CALLBACKS, key, {"at": int(time.time())}, number)
+async def claim_callback(ctx: PluginContext, tenant: str, key: str, number: str) -> bool:
+    return await _claim(ctx, tenant, CALLBACKS, key, {"at": int(time.time())}, number)
 
 
 async def _responsible_user(client: Bitrix24Client, cb: CallbackRequest) -> int | None:
@@ -164,15 +130,15 @@ async def _responsible_user(client: Bitrix24Client, cb: CallbackRequest) -> int 
     return None
 
 
-async def run_callback(gw: Gateway, tenant: str, key: str, cb: CallbackRequest) -> None:
+async def run_callback(ctx: PluginContext, tenant: str, key: str, cb: CallbackRequest) -> None:
     """Register the callback (TYPE 4) for the responsible user, then originate it."""
-    client = Bitrix24Client(gw, tenant)
+    client = Bitrix24Client(ctx, tenant)
     try:
         settings = await get_settings(client.st)
         user_id = await _responsible_user(client, cb) or settings.default_user_id
         if user_id is None:
             log.info("callback without a CRM user; not placed", extra={"tenant": tenant})
-            gw.count("callback_no_user", plugin="bitrix24")
+            ctx.count("callback_no_user")
             return
         params: dict[str, Any] = {
             "USER_ID": user_id, "PHONE_NUMBER": cb.number, "TYPE": TYPE_CALLBACK,
@@ -195,6 +161,6 @@ async def run_callback(gw: Gateway, tenant: str, key: str, cb: CallbackRequest) 
         return
     except Exception as exc:
         log.warning("callback could not be registered", extra={"tenant": tenant, "error": type(exc).__name__})
-        gw.count("callback_failed", plugin="bitrix24")
+        ctx.count("callback_failed")
         return
-    await originate_for(gw, tenant, crm_call_id, user_id, cb.number)
+    await originate_for(ctx, tenant, crm_call_id, user_id, cb.number)

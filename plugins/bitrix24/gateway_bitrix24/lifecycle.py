@@ -16,14 +16,13 @@ import logging
 from dataclasses import replace
 from urllib.parse import urlsplit
 
-from gateway import BadRequest, Forbidden, Gateway, NotFound, RetryableError, Unauthorized, UpstreamError
+from gateway import BadRequest, Forbidden, NotFound, PluginContext, RetryableError, Unauthorized, UpstreamError
 
-from .api import Bitrix24Client, forget_tenant, oauth_grant
+from .api import Bitrix24Client, oauth_grant
 from .hosts import is_allowed, rest_endpoint
 from .parse import CALL_START, CALLBACK_START, INSTALL, UNINSTALL, Auth, UiInstall, tokens_equal
-from .records import Portal, Tokens, get_portal, put_portal, put_tokens, storage
+from .records import Portal, Tokens, get_portal, put_portal, put_tokens
 from .responses import AuthRevoked, Bitrix24Error, TokenGrant
-from .settings import PLUGIN, plugin_settings
 
 log = logging.getLogger("gateway_bitrix24.lifecycle")
 
@@ -31,31 +30,31 @@ log = logging.getLogger("gateway_bitrix24.lifecycle")
 BOUND_EVENTS = (CALL_START, CALLBACK_START, UNINSTALL)
 
 
-def events_url(gw: Gateway) -> str:
+def events_url(ctx: PluginContext) -> str:
     """Our public ``/hooks/bitrix24/events`` URL, given to ``event.bind``."""
-    return gw.hook_url(PLUGIN, "/events")
+    return ctx.hook_url("/events")
 
 
-async def stored_portal(gw: Gateway, tenant: str) -> Portal | None:
+async def stored_portal(ctx: PluginContext, tenant: str) -> Portal | None:
     """The tenant's portal record; ``None`` for an unknown tenant or one we never installed."""
-    if await gw.get_tenant(tenant) is None:
+    if await ctx.tenants.get(tenant) is None:
         return None
     try:
-        return await get_portal(storage(gw, tenant))
+        return await get_portal(ctx.storage(tenant))
     except NotFound:  # removed between the two reads
         return None
 
 
-async def verify_event(gw: Gateway, auth: Auth) -> Portal:
+async def verify_event(ctx: PluginContext, auth: Auth) -> Portal:
     """The tenant's portal, if the event carries its stored application token; else 401."""
-    portal = await stored_portal(gw, auth.member_id)
+    portal = await stored_portal(ctx, auth.member_id)
     if portal is None or not tokens_equal(portal.application_token, auth.application_token):
         raise Unauthorized("unknown portal or bad application token")
     return portal
 
 
-def _allowed_endpoint(gw: Gateway, *candidates: str) -> str:
-    allowed = plugin_settings(gw).allowed
+def _allowed_endpoint(ctx: PluginContext, *candidates: str) -> str:
+    allowed = ctx.settings.allowed
     for candidate in candidates:
         if not candidate:
             continue
@@ -66,36 +65,36 @@ def _allowed_endpoint(gw: Gateway, *candidates: str) -> str:
     raise BadRequest("the portal address is missing")
 
 
-async def verify_grant(gw: Gateway, member_id: str, refresh_token: str) -> TokenGrant:
+async def verify_grant(ctx: PluginContext, member_id: str, refresh_token: str) -> TokenGrant:
     """Exchange the refresh token; the OAuth server must name the same ``member_id``."""
     try:
-        grant = await oauth_grant(gw, plugin_settings(gw), refresh_token)
+        grant = await oauth_grant(ctx, ctx.settings, refresh_token)
     except AuthRevoked:
-        gw.count("token_refresh", plugin=PLUGIN, outcome="failed")
+        ctx.count("token_refresh", "failed")
         raise Unauthorized("the install tokens were refused") from None
     except RetryableError as exc:
-        gw.count("token_refresh", plugin=PLUGIN, outcome="failed")
+        ctx.count("token_refresh", "failed")
         raise UpstreamError("the Bitrix24 OAuth server is not available") from exc
-    gw.count("token_refresh", plugin=PLUGIN, outcome="ok")
+    ctx.count("token_refresh", "ok")
     if not hmac.compare_digest(grant.member_id.encode(), member_id.encode()):
         raise Unauthorized("the install tokens belong to another portal")
     return grant
 
 
-async def _store_install(gw: Gateway, tenant: str, endpoint: str, grant: TokenGrant,
+async def _store_install(ctx: PluginContext, tenant: str, endpoint: str, grant: TokenGrant,
                          application_token: str, user_id: int) -> None:
-    await gw.ensure_tenant(tenant)
-    st = storage(gw, tenant)
+    await ctx.tenants.ensure(tenant)
+    st = ctx.storage(tenant)
     await put_tokens(st, Tokens(grant.access_token, grant.refresh_token, grant.expires))
     await put_portal(st, Portal(endpoint, urlsplit(endpoint).hostname or "", application_token, user_id))
-    await gw.bind_sink(tenant, PLUGIN, {})
-    await gw.set_tenant_status(tenant, "active", None)
+    await ctx.tenants.bind(tenant)
+    await ctx.tenants.set_status(tenant, "active", None)
 
 
-async def bind_events(gw: Gateway, tenant: str, names: tuple[str, ...] = BOUND_EVENTS) -> bool:
+async def bind_events(ctx: PluginContext, tenant: str, names: tuple[str, ...] = BOUND_EVENTS) -> bool:
     """``event.bind`` our handler; an existing binding is fine. False if any bind failed."""
-    client = Bitrix24Client(gw, tenant)
-    handler = events_url(gw)
+    client = Bitrix24Client(ctx, tenant)
+    handler = events_url(ctx)
     ok = True
     for name in names:
         try:
@@ -110,64 +109,64 @@ async def bind_events(gw: Gateway, tenant: str, names: tuple[str, ...] = BOUND_E
             log.warning("event.bind failed", extra={"tenant": tenant, "event": name,
                                                      "error": type(exc).__name__})
     if not ok:
-        gw.count("event_bind_failed", plugin=PLUGIN)
+        ctx.count("event_bind_failed")
     return ok
 
 
-async def on_install(gw: Gateway, auth: Auth) -> str:
+async def on_install(ctx: PluginContext, auth: Auth) -> str:
     """``ONAPPINSTALL``: verify, create the tenant, store everything, bind events."""
     if not auth.application_token:
         raise Unauthorized("the install event carries no application token")
-    existing = await stored_portal(gw, auth.member_id)
+    existing = await stored_portal(ctx, auth.member_id)
     if existing is not None and tokens_equal(existing.application_token, auth.application_token):
         return "duplicate"
     if existing is not None and not existing.application_token and auth.access_token:
         # After a UI install the tokens are ours already; this event brings the application
         # token. Its access token must work at the portal we stored (not one it names).
         try:
-            await Bitrix24Client(gw, auth.member_id).call_with_token("app.info", {}, auth.access_token)
+            await Bitrix24Client(ctx, auth.member_id).call_with_token("app.info", {}, auth.access_token)
         except (AuthRevoked, Bitrix24Error):
             raise Unauthorized("the install tokens were refused") from None
         except RetryableError as exc:
             raise UpstreamError("the portal is not available") from exc
-        await put_portal(storage(gw, auth.member_id), replace(existing, application_token=auth.application_token))
-        await gw.set_tenant_status(auth.member_id, "active", None)
+        await put_portal(ctx.storage(auth.member_id), replace(existing, application_token=auth.application_token))
+        await ctx.tenants.set_status(auth.member_id, "active", None)
         log.info("Bitrix24 app install completed", extra={"tenant": auth.member_id})
         return "completed"
     if not auth.refresh_token:
         raise Unauthorized("the install event carries no tokens")
-    _allowed_endpoint(gw, auth.client_endpoint or auth.domain)
-    grant = await verify_grant(gw, auth.member_id, auth.refresh_token)
-    endpoint = _allowed_endpoint(gw, grant.client_endpoint or auth.client_endpoint or auth.domain)
-    await _store_install(gw, auth.member_id, endpoint, grant, auth.application_token,
+    _allowed_endpoint(ctx, auth.client_endpoint or auth.domain)
+    grant = await verify_grant(ctx, auth.member_id, auth.refresh_token)
+    endpoint = _allowed_endpoint(ctx, grant.client_endpoint or auth.client_endpoint or auth.domain)
+    await _store_install(ctx, auth.member_id, endpoint, grant, auth.application_token,
                          auth.user_id or grant.user_id)
-    await bind_events(gw, auth.member_id)
+    await bind_events(ctx, auth.member_id)
     log.info("Bitrix24 app installed", extra={"tenant": auth.member_id})
     return "installed"
 
 
-async def on_ui_install(gw: Gateway, ui: UiInstall) -> None:
+async def on_ui_install(ctx: PluginContext, ui: UiInstall) -> None:
     """The install page of an app with a UI. It carries no application token (``APP_SID`` is
     not one): bind ``ONAPPINSTALL`` too, which Bitrix24 sends after ``installFinish``."""
-    _allowed_endpoint(gw, ui.domain)
-    grant = await verify_grant(gw, ui.member_id, ui.refresh_token)
-    endpoint = _allowed_endpoint(gw, grant.client_endpoint or ui.domain)
-    await _store_install(gw, ui.member_id, endpoint, grant, "", grant.user_id)
-    await bind_events(gw, ui.member_id, (INSTALL, *BOUND_EVENTS))
+    _allowed_endpoint(ctx, ui.domain)
+    grant = await verify_grant(ctx, ui.member_id, ui.refresh_token)
+    endpoint = _allowed_endpoint(ctx, grant.client_endpoint or ui.domain)
+    await _store_install(ctx, ui.member_id, endpoint, grant, "", grant.user_id)
+    await bind_events(ctx, ui.member_id, (INSTALL, *BOUND_EVENTS))
     log.info("Bitrix24 app UI install", extra={"tenant": ui.member_id})
 
 
-async def on_update(gw: Gateway, auth: Auth) -> None:
+async def on_update(ctx: PluginContext, auth: Auth) -> None:
     """``ONAPPUPDATE``: a new application token and maybe new tokens; bindings are rebound."""
-    portal = await stored_portal(gw, auth.member_id)
+    portal = await stored_portal(ctx, auth.member_id)
     if portal is None:
         raise Unauthorized("unknown portal or bad application token")
-    st = storage(gw, auth.member_id)
+    st = ctx.storage(auth.member_id)
     if tokens_equal(portal.application_token, auth.application_token):
         pass
     elif auth.refresh_token and auth.application_token:
-        grant = await verify_grant(gw, auth.member_id, auth.refresh_token)
-        endpoint = _allowed_endpoint(gw, grant.client_endpoint or portal.client_endpoint)
+        grant = await verify_grant(ctx, auth.member_id, auth.refresh_token)
+        endpoint = _allowed_endpoint(ctx, grant.client_endpoint or portal.client_endpoint)
         async with st.lease("oauth-refresh", ttl=30.0, wait=35.0):
             await put_tokens(st, Tokens(grant.access_token, grant.refresh_token, grant.expires))
         portal = replace(portal, application_token=auth.application_token, client_endpoint=endpoint,
@@ -175,14 +174,13 @@ async def on_update(gw: Gateway, auth: Auth) -> None:
         await put_portal(st, portal)
     else:
         raise Unauthorized("unknown portal or bad application token")
-    await gw.set_tenant_status(auth.member_id, "active", None)
-    await bind_events(gw, auth.member_id)
+    await ctx.tenants.set_status(auth.member_id, "active", None)
+    await bind_events(ctx, auth.member_id)
     log.info("Bitrix24 app updated", extra={"tenant": auth.member_id})
 
 
-async def on_uninstall(gw: Gateway, auth: Auth) -> None:
+async def on_uninstall(ctx: PluginContext, auth: Auth) -> None:
     """``ONAPPUNINSTALL`` (no tokens, only the application token): forget the tenant."""
-    await verify_event(gw, auth)
-    await gw.remove_tenant(auth.member_id)
-    forget_tenant(gw, auth.member_id)
+    await verify_event(ctx, auth)
+    await ctx.tenants.remove(auth.member_id)
     log.info("Bitrix24 app uninstalled; tenant removed", extra={"tenant": auth.member_id})

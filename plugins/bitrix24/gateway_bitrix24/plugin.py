@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway import Gateway, NotFound, Subject, hookimpl
+from gateway import Connection, PluginContext, Subject, hookimpl
 
-from . import clicktocall, routes
-from .api import forget_tenant
-from .clicktocall import CALLBACKS
-from .records import storage
-from .sink import C2C, CALL, PENDING, Bitrix24Sink
+from . import routes
+from .settings import PluginSettings
+from .sink import Bitrix24Sink
 from .sweep import SWEEP_INTERVAL, sweep_lost_click_to_calls
 from .users import USERCACHE, USERMAP, override_key
 
@@ -33,57 +31,34 @@ def register_tasks(register: Any) -> None:
 
 
 @hookimpl
-async def shutdown(gateway: Gateway) -> None:
-    await clicktocall.drain(gateway)
+def declare_settings() -> type[PluginSettings]:
+    return PluginSettings
 
 
 @hookimpl
-def tenant_removed(gateway: Gateway, tenant: str) -> None:
-    """The core deletes our records with the tenant; only in-memory state is ours to drop.
-    (The app's API access is revoked by Bitrix24 on uninstall already.)"""
-    forget_tenant(gateway, tenant)
-
-
-#: Per-call records, each stored with the remote number (E.164) as its blind index.
-CALL_KINDS = {"calls": CALL, "click_to_call": C2C, "pending": PENDING, "callbacks": CALLBACKS}
+async def user_logged_out(context: PluginContext, connection: Connection, user_id: str) -> None:
+    """Forget which CRM user the telephony user was matched to: the match was made from the
+    e-mail and extension that the logout deleted."""
+    await context.storage(connection.tenant).delete(USERCACHE, f"{connection.id}|{user_id}")
 
 
 @hookimpl
-async def subject_export(gateway: Gateway, tenant: str, subject: Subject) -> dict[str, Any] | None:
-    """What we hold about a person: per-call records found by their number (CRM call ids,
-    CRM user ids, states), or the user-map override naming their e-mail."""
-    if await gateway.get_tenant(tenant) is None:
+async def subject_export(context: PluginContext, tenant: str, subject: Subject) -> dict[str, Any] | None:
+    """The admin's user-map entry naming the person's e-mail (call records found by number
+    are exported by the core)."""
+    if subject.kind != "email" or await context.tenants.get(tenant) is None:
         return None
-    try:
-        st = storage(gateway, tenant)
-        if subject.kind == "phone":
-            found = {name: [value for _, value in await st.find(kind, subject.value)]
-                     for name, kind in CALL_KINDS.items()}
-            out = {name: values for name, values in found.items() if values}
-            return out or None
-        entry = await st.get(USERMAP, override_key(email=subject.value))
-    except NotFound:  # removed meanwhile
-        return None
+    entry = await context.storage(tenant).get(USERMAP, override_key(email=subject.value))
     return {"user_map": entry} if entry else None
 
 
 @hookimpl
-async def subject_erase(gateway: Gateway, tenant: str, subject: Subject) -> int | None:
-    """Delete what :func:`subject_export` finds. Errors other than an unknown tenant propagate:
-    an erasure must not fail silently."""
-    if await gateway.get_tenant(tenant) is None:
+async def subject_erase(context: PluginContext, tenant: str, subject: Subject) -> int | None:
+    """Delete the user-map entry naming the person's e-mail, and the matches made from it."""
+    if subject.kind != "email" or await context.tenants.get(tenant) is None:
         return None
-    try:
-        st = storage(gateway, tenant)
-        removed = 0
-        if subject.kind == "phone":
-            for kind in CALL_KINDS.values():
-                for key, _ in await st.find(kind, subject.value):
-                    removed += await st.delete(kind, key)
-        else:
-            removed = await st.delete(USERMAP, override_key(email=subject.value))
-            if removed:
-                await st.delete(USERCACHE)
-    except NotFound:
-        return None
+    st = context.storage(tenant)
+    removed = await st.delete(USERMAP, override_key(email=subject.value))
+    if removed:
+        await st.delete(USERCACHE)
     return removed or None

@@ -3,7 +3,7 @@
 Kinds: ``portal`` (REST endpoint, domain, application token), ``oauth`` (token pair, kept
 apart so a refresh never races an update of the portal record), ``settings`` (tenant's
 choices), ``usermap`` (admin overrides), ``usercache`` (matched users), and the call records
-``call``, ``c2c`` and ``pending`` (stored with ``call_record=True``: purged by retention).
+``call`` and ``c2c`` (stored with ``call_record=True``: purged by retention).
 Recording links are never stored.
 """
 
@@ -13,17 +13,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from gateway import Gateway, PluginStorage
+from gateway import PluginStorage
 
-from .settings import PLUGIN, TenantSettings
+from .settings import TenantSettings
 
 PORTAL = ("portal", "main")
 OAUTH = ("oauth", "tokens")
 SETTINGS = ("settings", "tenant")
-
-
-def storage(gw: Gateway, tenant: str) -> PluginStorage:
-    return gw.storage(PLUGIN, tenant)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 import orjson
 
-from gateway import RetryableError
+from gateway import RetryableError, retry_after
 
 _CODE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -66,12 +66,6 @@ def _json(body: bytes) -> Any:
         return None
 
 
-def _retry_after(header: str | None) -> float | None:
-    if header and header.strip().isdigit():
-        return float(min(int(header.strip()), 3600))
-    return None
-
-
 def error_of(data: Any) -> ErrorBody | None:
     if isinstance(data, dict) and "error" in data:
         desc = data.get("error_description")
@@ -79,7 +73,7 @@ def error_of(data: Any) -> ErrorBody | None:
     return None
 
 
-def parse_rest(status: int, body: bytes, retry_after: str | None = None) -> Any:
+def parse_rest(status: int, body: bytes, retry_after_header: str | None = None) -> Any:
     """The ``result`` of a REST answer, or the matching exception.
 
     Raises :class:`ExpiredToken`, :class:`AuthRevoked`, :class:`gateway.RetryableError` (limits,
@@ -92,18 +86,18 @@ def parse_rest(status: int, body: bytes, retry_after: str | None = None) -> Any:
     if err is None:
         if status == 429 or status >= 500 or not isinstance(data, dict):
             raise RetryableError("Bitrix24 answered without a usable body", code=f"HTTP_{status}",
-                                 retry_after=_retry_after(retry_after))
+                                 retry_after=retry_after(retry_after_header))
         raise Bitrix24Error("", "", status)
-    raise_error(err, status, retry_after)
+    raise_error(err, status, retry_after_header)
 
 
-def raise_error(err: ErrorBody, status: int = 400, retry_after: str | None = None) -> NoReturn:
+def raise_error(err: ErrorBody, status: int = 400, retry_after_header: str | None = None) -> NoReturn:
     """Raise the exception for an error body (also one command's error inside a ``batch``)."""
     code = safe_code(err.code)
     if code == "expired_token":
         raise ExpiredToken(code)
     if code in RATE_CODES:
-        wait = _retry_after(retry_after)
+        wait = retry_after(retry_after_header)
         raise RetryableError("Bitrix24 limit reached", code=code,
                              retry_after=wait if wait is not None else RATE_CODES[code])
     if code in REINSTALL_CODES:
@@ -112,7 +106,7 @@ def raise_error(err: ErrorBody, status: int = 400, retry_after: str | None = Non
         raise AuthRevoked(code, "access_denied")
     if status >= 500 or status == 429:
         raise RetryableError("Bitrix24 failed", code=code or f"HTTP_{status}",
-                             retry_after=_retry_after(retry_after))
+                             retry_after=retry_after(retry_after_header))
     raise Bitrix24Error(code, err.description, status)
 
 

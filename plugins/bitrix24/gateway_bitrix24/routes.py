@@ -14,12 +14,10 @@ from typing import Any
 from aiohttp import web
 
 from gateway import (
-    ADMIN_SCOPE,
-    GATEWAY,
+    CONTEXT,
     BadRequest,
-    Forbidden,
-    Gateway,
     NotFound,
+    PluginContext,
     json_response,
     read_json,
 )
@@ -37,8 +35,8 @@ from .parse import (
     parse_event,
     parse_ui_install,
 )
-from .records import get_settings, put_settings, storage
-from .settings import PLUGIN, TenantSettings, plugin_settings
+from .records import get_settings, put_settings
+from .settings import TenantSettings
 from .users import Override, list_overrides, replace_overrides
 
 log = logging.getLogger("gateway_bitrix24.routes")
@@ -54,10 +52,9 @@ INSTALL_PAGE = """<!DOCTYPE html>
 
 
 async def _form_body(request: web.Request) -> bytes:
-    gw = request.app[GATEWAY]
     if request.content_type != FORM:
         raise web.HTTPUnsupportedMediaType(text='{"error": "send a form"}', content_type="application/json")
-    limit = gw.config.max_body
+    limit = request[CONTEXT].max_body
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length,
                                             text='{"error": "body too large"}', content_type="application/json")
@@ -68,58 +65,59 @@ async def _form_body(request: web.Request) -> bytes:
     return body
 
 
-async def _wait_briefly(gw: Gateway, task: asyncio.Task[None]) -> None:
+async def _wait_briefly(ctx: PluginContext, task: asyncio.Task[None]) -> None:
     try:
-        await asyncio.wait_for(asyncio.shield(task), timeout=plugin_settings(gw).originate_wait)
+        await asyncio.wait_for(asyncio.shield(task), timeout=ctx.settings.originate_wait)
     except TimeoutError:
         log.info("click-to-call still running after the answer", extra={})
 
 
 async def handle_event(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY]
+    ctx = request[CONTEXT]
     event = parse_event(await _form_body(request))
     if event.name == INSTALL:
-        result = await lifecycle.on_install(gw, event.auth)
+        result = await lifecycle.on_install(ctx, event.auth)
         return json_response({"status": result})
     if event.name == UPDATE:
-        await lifecycle.on_update(gw, event.auth)
+        await lifecycle.on_update(ctx, event.auth)
         return json_response({"status": "updated"})
     if event.name == UNINSTALL:
-        await lifecycle.on_uninstall(gw, event.auth)
+        await lifecycle.on_uninstall(ctx, event.auth)
         return json_response({"status": "removed"})
-    await lifecycle.verify_event(gw, event.auth)
+    await lifecycle.verify_event(ctx, event.auth)
     try:
-        return await _telephony_event(gw, event)
+        return await _telephony_event(ctx, event)
     except TimeoutError:  # the dedup lease is held elsewhere: Bitrix24 does not redeliver anyway
         return json_response({"error": "busy"}, status=503)
 
 
-async def _telephony_event(gw: Gateway, event: AppEvent) -> web.Response:
+async def _telephony_event(ctx: PluginContext, event: AppEvent) -> web.Response:
     tenant = event.auth.member_id
     if event.name == CALL_START:
         c2c = parse_click_to_call(event.data)
-        if not await clicktocall.claim_click_to_call(gw, tenant, c2c):
+        if not await clicktocall.claim_click_to_call(ctx, tenant, c2c):
             return json_response({"status": "duplicate"})
-        task = clicktocall.spawn(gw, clicktocall.originate_for(gw, tenant, c2c.call_id, c2c.user_id, c2c.number))
-        await _wait_briefly(gw, task)
+        task = ctx.run_detached("click-to-call", lambda: clicktocall.originate_for(
+            ctx, tenant, c2c.call_id, c2c.user_id, c2c.number))
+        await _wait_briefly(ctx, task)
         return json_response({"status": "accepted"})
     if event.name == CALLBACK_START:
         cb = parse_callback(event.data)
         key = clicktocall.callback_key(event, cb)
-        if not await clicktocall.claim_callback(gw, tenant, key, cb.number):
+        if not await clicktocall.claim_callback(ctx, tenant, key, cb.number):
             return json_response({"status": "duplicate"})
-        task = clicktocall.spawn(gw, clicktocall.run_callback(gw, tenant, key, cb))
-        await _wait_briefly(gw, task)
+        task = ctx.run_detached("callback", lambda: clicktocall.run_callback(ctx, tenant, key, cb))
+        await _wait_briefly(ctx, task)
         return json_response({"status": "accepted"})
-    gw.count("ignored_notification", plugin=PLUGIN)
+    ctx.count("ignored_notification")
     return json_response({"status": "ignored"})
 
 
 async def handle_ui_install(request: web.Request) -> web.Response:
     """``POST /apps/bitrix24/install``: the install page of an app with a UI."""
-    gw = request.app[GATEWAY]
+    ctx = request[CONTEXT]
     ui = parse_ui_install(await _form_body(request))
-    await lifecycle.on_ui_install(gw, ui)
+    await lifecycle.on_ui_install(ctx, ui)
     return web.Response(text=INSTALL_PAGE, content_type="text/html")
 
 
@@ -127,64 +125,63 @@ async def handle_ui_install(request: web.Request) -> web.Response:
 
 
 async def _admin_tenant(request: web.Request) -> str:
+    """The ``{tenant}`` of an admin route (a token scoped to another tenant was refused with
+    403 before the handler), if the app is installed there."""
     tenant = request.match_info["tenant"]
-    scope = request[ADMIN_SCOPE]
-    if scope is not None and scope != tenant:
-        raise Forbidden("this token is scoped to another tenant")
-    if await lifecycle.stored_portal(request.app[GATEWAY], tenant) is None:
+    if await lifecycle.stored_portal(request[CONTEXT], tenant) is None:
         raise NotFound("unknown Bitrix24 tenant")
     return tenant
 
 
 async def get_tenant(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY]
+    ctx = request[CONTEXT]
     tenant = await _admin_tenant(request)
-    portal = await lifecycle.stored_portal(gw, tenant)
+    portal = await lifecycle.stored_portal(ctx, tenant)
     assert portal is not None
     return json_response({"tenant": tenant, "domain": portal.domain,
                           "application_token_known": bool(portal.application_token)})
 
 
 async def get_user_map(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY]
+    ctx = request[CONTEXT]
     tenant = await _admin_tenant(request)
-    entries = await list_overrides(storage(gw, tenant))
+    entries = await list_overrides(ctx.storage(tenant))
     return json_response({"entries": [e.to_dict() for e in entries]})
 
 
 async def put_user_map(request: web.Request) -> web.Response:
     """Replace the tenant's explicit telephony user → Bitrix24 user map."""
-    gw = request.app[GATEWAY]
+    ctx = request[CONTEXT]
     tenant = await _admin_tenant(request)
     body = await read_json(request)
     raw = body.get("entries")
     if not isinstance(raw, list) or len(raw) > 5000:
         raise BadRequest("entries must be a list")
     entries = [Override.from_dict(item) for item in raw]
-    await replace_overrides(storage(gw, tenant), entries)
+    await replace_overrides(ctx.storage(tenant), entries)
     return json_response({"entries": [e.to_dict() for e in entries]})
 
 
 async def get_tenant_settings(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY]
+    ctx = request[CONTEXT]
     tenant = await _admin_tenant(request)
-    return json_response((await get_settings(storage(gw, tenant))).to_dict())
+    return json_response((await get_settings(ctx.storage(tenant))).to_dict())
 
 
 async def put_tenant_settings(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY]
+    ctx = request[CONTEXT]
     tenant = await _admin_tenant(request)
     settings = TenantSettings.from_dict(await read_json(request))
-    await put_settings(storage(gw, tenant), settings)
+    await put_settings(ctx.storage(tenant), settings)
     return json_response(settings.to_dict())
 
 
 def register_all(register: Any) -> None:
-    register(plugin=PLUGIN, method="POST", path="/events", handler=handle_event, area="hooks")
-    register(plugin=PLUGIN, method="POST", path="/install", handler=handle_ui_install, area="apps")
+    register(method="POST", path="/events", handler=handle_event, area="hooks")
+    register(method="POST", path="/install", handler=handle_ui_install, area="apps")
     t = "/tenants/{tenant}"
-    register(plugin=PLUGIN, method="GET", path=t, handler=get_tenant, area="admin")
-    register(plugin=PLUGIN, method="GET", path=f"{t}/user-map", handler=get_user_map, area="admin")
-    register(plugin=PLUGIN, method="PUT", path=f"{t}/user-map", handler=put_user_map, area="admin")
-    register(plugin=PLUGIN, method="GET", path=f"{t}/settings", handler=get_tenant_settings, area="admin")
-    register(plugin=PLUGIN, method="PUT", path=f"{t}/settings", handler=put_tenant_settings, area="admin")
+    register(method="GET", path=t, handler=get_tenant, area="admin")
+    register(method="GET", path=f"{t}/user-map", handler=get_user_map, area="admin")
+    register(method="PUT", path=f"{t}/user-map", handler=put_user_map, area="admin")
+    register(method="GET", path=f"{t}/settings", handler=get_tenant_settings, area="admin")
+    register(method="PUT", path=f"{t}/settings", handler=put_tenant_settings, area="admin")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from gateway import BadRequest, Gateway
+from gateway import BadRequest, setting
 
 from .hosts import DEFAULT_PATTERNS, HostPattern, parse_patterns
 
@@ -13,38 +13,29 @@ PLUGIN = "bitrix24"
 DEFAULT_OAUTH_URL = "https://oauth.bitrix.info/oauth/token/"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class PluginSettings:
-    client_id: str
-    client_secret: str
-    oauth_url: str
-    allowed: tuple[HostPattern, ...]
-    #: How long the event handler waits for a click-to-call before answering anyway.
-    originate_wait: float
+    """The operator's settings, declared to the core (``GATEWAY_BITRIX24_*``)."""
+
+    client_id: str = setting("", help="the Bitrix24 app's client id (local.* or app.*)")
+    client_secret: str = setting("", secret=True, help="the Bitrix24 app's client secret")
+    oauth_url: str = setting(DEFAULT_OAUTH_URL, help="the OAuth server's token URL")
+    allowed_portals: str = setting(DEFAULT_PATTERNS, help="comma-separated portal patterns, e.g. https://*.bitrix24.de")
+    originate_wait: float = setting(5.0, help="seconds the event handler waits for a click-to-call")
+    allowed: tuple[HostPattern, ...] = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        if not self.oauth_url.startswith(("https://", "http://")):
+            raise ValueError("setting oauth_url must be an http(s) URL")
+        try:
+            object.__setattr__(self, "allowed", parse_patterns(self.allowed_portals))
+        except ValueError:
+            raise ValueError("setting allowed_portals is malformed") from None
+        if not 0 <= self.originate_wait <= 30:
+            raise ValueError("setting originate_wait must be between 0 and 30 seconds")
 
     def __repr__(self) -> str:
         return f"PluginSettings(client_id_set={bool(self.client_id)})"
-
-
-_cache: dict[int, tuple[dict[str, str], PluginSettings]] = {}
-
-
-def plugin_settings(gw: Gateway) -> PluginSettings:
-    raw = gw.plugin_config(PLUGIN)
-    cached = _cache.get(id(gw))
-    if cached is not None and cached[0] == raw:
-        return cached[1]
-    try:
-        allowed = parse_patterns(raw.get("allowed_portals") or DEFAULT_PATTERNS)
-        wait = float(raw.get("originate_wait") or 5.0)
-    except ValueError:
-        raise BadRequest("GATEWAY_BITRIX24_ALLOWED_PORTALS or ORIGINATE_WAIT is malformed") from None
-    settings = PluginSettings(client_id=raw.get("client_id", ""),
-                              client_secret=raw.get("client_secret", ""),
-                              oauth_url=raw.get("oauth_url") or DEFAULT_OAUTH_URL,
-                              allowed=allowed, originate_wait=wait)
-    _cache[id(gw)] = (raw, settings)
-    return settings
 
 
 @dataclass(frozen=True, slots=True)

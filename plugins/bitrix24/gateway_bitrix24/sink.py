@@ -20,9 +20,8 @@ from gateway import (
     CallEvent,
     CallState,
     Delivery,
-    Direction,
-    Gateway,
     PermanentError,
+    PluginContext,
     PluginStorage,
     RateLimit,
     RetryableError,
@@ -41,10 +40,7 @@ from .users import crm_user_for
 log = logging.getLogger("gateway_bitrix24.sink")
 
 CALL = "call"
-PENDING = "pending"
 C2C = "c2c"
-#: How long a click-to-call waits to be adopted by the telephone system's first event.
-ADOPT_WINDOW = 300
 _CRM_CALL_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -52,26 +48,19 @@ def call_key(event: CallEvent) -> str:
     return f"{event.connection_id}|{event.call_id}"
 
 
-def pending_key(connection_id: str, telephony_user: str, number: str) -> str:
-    return f"{connection_id}|{telephony_user}|{number}"
-
-
-def number_index(number: str | None) -> str | None:
-    """The blind-index value of a call record: the remote number (E.164), so a data subject's
-    records are found by number (``subject_export``/``subject_erase``); none for anonymous."""
-    return number if number and number != ANONYMOUS else None
+def phones_of(number: str | None) -> tuple[str, ...]:
+    """The numbers a call record is about (blind-indexed by the core, so a data subject's
+    records are found and erased by number); none for an anonymous caller."""
+    return (number,) if number and number != ANONYMOUS else ()
 
 
 async def mark_adopted(st: PluginStorage, crm_call_id: str, number: str | None) -> None:
     """A click-to-call produced events: its ``c2c`` record is no longer open (the sweep leaves
-    it alone) and its ``pending`` record is spent."""
+    it alone)."""
     started = await st.get(C2C, crm_call_id)
     if isinstance(started, dict) and started.get("state") != "adopted":
         await st.put(C2C, crm_call_id, {**started, "state": "adopted", "at": time.time()},
-                     index=number_index(number), call_record=True)
-    for pkey, pending in await st.all(PENDING):
-        if isinstance(pending, dict) and pending.get("crm_call_id") == crm_call_id:
-            await st.delete(PENDING, pkey)
+                     phones=phones_of(number), call_record=True)
 
 
 class Bitrix24Sink(Sink):
@@ -80,9 +69,9 @@ class Bitrix24Sink(Sink):
     #: or two requests, and click-to-call shares the bucket, so bursts stay well under 50.
     rate_limit = RateLimit(rate=2, burst=20)
 
-    async def deliver(self, gateway: Gateway, delivery: Delivery) -> None:
+    async def deliver(self, ctx: PluginContext, delivery: Delivery) -> None:
         try:
-            await CallWriter(gateway, delivery).run()
+            await CallWriter(ctx, delivery).run()
         except AuthRevoked as exc:
             raise TenantPaused("the Bitrix24 app must be reinstalled or re-authorised", code=exc.code) from None
         except Bitrix24Error as exc:
@@ -92,17 +81,17 @@ class Bitrix24Sink(Sink):
 class CallWriter:
     """One delivery: load the call record, make the needed requests, save the record."""
 
-    def __init__(self, gw: Gateway, delivery: Delivery) -> None:
-        self.gw = gw
+    def __init__(self, ctx: PluginContext, delivery: Delivery) -> None:
+        self.ctx = ctx
         self.event = delivery.event
         self.binding = delivery.binding
         self.tenant = delivery.binding.tenant
-        self.client = Bitrix24Client(gw, self.tenant)
+        self.client = Bitrix24Client(ctx, self.tenant)
         self.st = self.client.st
         self.key = call_key(self.event)
 
     async def _save(self, record: dict[str, Any]) -> None:
-        await self.st.put(CALL, self.key, record, index=number_index(self.event.remote_number),
+        await self.st.put(CALL, self.key, record, phones=phones_of(self.event.remote_number),
                           call_record=True)
 
     async def run(self) -> None:
@@ -122,29 +111,21 @@ class CallWriter:
             if not record.get("finished"):
                 log.info("recording for a call that was not finished in Bitrix24; dropped",
                          extra={"tenant": self.tenant, "event": ev.event_id})
-                self.gw.count("recording_unfinished_call", plugin=PLUGIN)
+                self.ctx.count("recording_unfinished_call")
                 return
             await self.attach(record)
 
     async def _adopt(self) -> dict[str, Any] | None:
         """A click-to-call: Bitrix24 registered the call already; use its CALL_ID."""
         ev = self.event
-        if ev.crm_call_id and _CRM_CALL_ID.match(ev.crm_call_id):
-            started = await self.st.get(C2C, ev.crm_call_id)
-            if isinstance(started, dict) and started.get("user_id"):
-                record: dict[str, Any] = {"crm_call_id": ev.crm_call_id, "user_id": int(started["user_id"]),
-                                          "adopted": True}
-                await self._save(record)
-                await mark_adopted(self.st, ev.crm_call_id, ev.remote_number)
-                return record
-        if ev.direction is not Direction.OUTBOUND or not ev.local_user or not ev.remote_number:
+        crm_call_id = await self.ctx.clicktocall.find(ev)
+        if crm_call_id is None or not _CRM_CALL_ID.match(crm_call_id):
             return None
-        pkey = pending_key(ev.connection_id, ev.local_user, ev.remote_number)
-        pending = await self.st.get(PENDING, pkey)
-        if not isinstance(pending, dict) or time.time() - float(pending.get("at", 0)) > ADOPT_WINDOW:
+        started = await self.st.get(C2C, crm_call_id)
+        if not isinstance(started, dict) or not started.get("user_id"):
             return None
-        crm_call_id = str(pending["crm_call_id"])
-        record = {"crm_call_id": crm_call_id, "user_id": int(pending["user_id"]), "adopted": True}
+        record: dict[str, Any] = {"crm_call_id": crm_call_id, "user_id": int(started["user_id"]),
+                                  "adopted": True}
         await self._save(record)
         await mark_adopted(self.st, crm_call_id, ev.remote_number)
         return record
@@ -160,7 +141,7 @@ class CallWriter:
         if not ev.remote_number or ev.remote_number == ANONYMOUS:
             return await self._skip("anonymous"), None
         settings = await get_settings(self.st, self.binding.settings)
-        user_id = await crm_user_for(self.gw, self.client, ev, settings.default_user_id)
+        user_id = await crm_user_for(self.ctx, self.client, ev, settings.default_user_id)
         if user_id is None:
             return await self._skip("no_user"), None
         return None, register_params(ev, user_id=user_id, crm_create=settings.crm_create, show=show)
@@ -181,7 +162,7 @@ class CallWriter:
         if isinstance(result, dict) and result.get("LEAD_CREATION_ERROR"):
             log.warning("Bitrix24 registered the call but refused to create a lead", extra={
                 "tenant": self.tenant, "event": self.event.event_id, "code": "LEAD_CREATION_ERROR"})
-            self.gw.count("lead_creation_error", plugin=PLUGIN)
+            self.ctx.count("lead_creation_error")
         record = {"crm_call_id": crm_call_id, "user_id": user_id}
         await self._save(record)
         return record
@@ -189,7 +170,7 @@ class CallWriter:
     async def _skip(self, why: str) -> dict[str, Any]:
         log.info("call not written to Bitrix24", extra={"tenant": self.tenant, "reason": why,
                                                          "event": self.event.event_id})
-        self.gw.count(f"call_skipped_{why}", plugin=PLUGIN)
+        self.ctx.count(f"call_skipped_{why}")
         record = {"skipped": why}
         await self._save(record)
         return record
@@ -199,7 +180,7 @@ class CallWriter:
         if self.event.recording is None:
             return None, False
         try:
-            return await self.gw.recording_link(self.event), False
+            return await self.ctx.recording_link(self.event), False
         except Exception as exc:
             log.info("recording link not resolved yet", extra={"tenant": self.tenant, "event": self.event.event_id,
                                                               "error": type(exc).__name__})
@@ -231,7 +212,7 @@ class CallWriter:
         answer: BatchAnswer | None = None
         if len(commands) > 1:
             answer = parse_batch(await self.client.call("batch", batch_params(commands)))
-            self.gw.count("batch", plugin=PLUGIN)
+            self.ctx.count("batch")
         if params is not None:
             result = await self._outcome(answer, "register") if answer else \
                 await self.client.call("telephony.externalCall.register", params)
@@ -259,7 +240,7 @@ class CallWriter:
             # could duplicate an activity, so the call is treated as done.
             log.info("Bitrix24 no longer knows the call at finish", extra={
                 "tenant": self.tenant, "event": self.event.event_id, "code": exc.code})
-            self.gw.count("finish_call_unknown", plugin=PLUGIN)
+            self.ctx.count("finish_call_unknown")
         record = {**record, "finished": True}
         await self._save(record)
         return record
@@ -267,7 +248,7 @@ class CallWriter:
     async def attach(self, record: dict[str, Any], link: str | None = None,
                      answer: BatchAnswer | None = None) -> None:
         if link is None:
-            link = await self.gw.recording_link(self.event)  # never stored, never logged
+            link = await self.ctx.recording_link(self.event)  # never stored, never logged
         if not link:
             log.info("recording not available", extra={"tenant": self.tenant, "event": self.event.event_id})
             return

@@ -4,7 +4,7 @@ Bitrix24 never redelivers an event, and a click-to-call task lost in a crash lea
 call registered with the card up. A ``c2c`` record still ``dialing``/``dialed`` (no event of
 the telephone system adopted it) or ``failed`` (the closing ``finish`` did not go through)
 whose last change is older than :data:`STALE_AFTER` is finished with ``STATUS_CODE`` 503 and
-deleted, together with its ``pending`` record; stale ``pending`` records are dropped too.
+deleted.
 One process sweeps a tenant at a time (store lease); paused tenants are skipped.
 """
 
@@ -15,20 +15,19 @@ import logging
 import time
 from typing import Any
 
-from gateway import Gateway, NotFound, RetryableError
+from gateway import NotFound, PluginContext, RetryableError
 
 from .api import Bitrix24Client
 from .clicktocall import failed_finish_params
 from .mapping import is_call_unknown
-from .records import storage
 from .responses import AuthRevoked, Bitrix24Error
-from .settings import PLUGIN
-from .sink import ADOPT_WINDOW, C2C, PENDING
+from .sink import C2C
 
 log = logging.getLogger("gateway_bitrix24.sweep")
 
-#: A click-to-call not adopted by then never will be (the adoption window has passed).
-STALE_AFTER = ADOPT_WINDOW + 60
+#: A click-to-call not adopted by then never will be: the core expects its call's first event
+#: within five minutes of the request (``gateway.clicktocall.ADOPT_WINDOW``).
+STALE_AFTER = 360
 SWEEP_INTERVAL = 60.0
 OPEN_STATES = frozenset({"dialing", "dialed", "failed"})
 
@@ -37,15 +36,15 @@ def _stale(value: Any, now: float) -> bool:
     return isinstance(value, dict) and now - float(value.get("at") or 0) > STALE_AFTER
 
 
-async def sweep_lost_click_to_calls(gateway: Gateway, now: float | None = None) -> int:
+async def sweep_lost_click_to_calls(ctx: PluginContext, now: float | None = None) -> int:
     """The registered task: sweep every active tenant; the number of cards closed."""
     now = time.time() if now is None else now
     closed = 0
-    for tenant in await gateway.list_tenants():
+    for tenant in await ctx.tenants.list():
         if tenant.status != "active":
             continue
         try:
-            closed += await sweep_tenant(gateway, tenant.id, now)
+            closed += await sweep_tenant(ctx, tenant.id, now)
         except asyncio.CancelledError:
             raise
         except NotFound:
@@ -57,16 +56,15 @@ async def sweep_lost_click_to_calls(gateway: Gateway, now: float | None = None) 
     return closed
 
 
-async def sweep_tenant(gw: Gateway, tenant: str, now: float) -> int:
-    st = storage(gw, tenant)
+async def sweep_tenant(ctx: PluginContext, tenant: str, now: float) -> int:
+    st = ctx.storage(tenant)
     stale = [(key, value) for key, value in await st.all(C2C)
              if _stale(value, now) and value.get("state") in OPEN_STATES]
-    old_pending = [key for key, value in await st.all(PENDING) if _stale(value, now)]
-    if not stale and not old_pending:
+    if not stale:
         return 0
     closed = 0
     async with st.lease("c2c-sweep", ttl=120.0, wait=0.0):
-        client = Bitrix24Client(gw, tenant)
+        client = Bitrix24Client(ctx, tenant)
         for crm_call_id, _ in stale:
             current = await st.get(C2C, crm_call_id)  # adopted since we listed it?
             if not _stale(current, now) or current.get("state") not in OPEN_STATES:
@@ -84,13 +82,8 @@ async def sweep_tenant(gw: Gateway, tenant: str, now: float) -> int:
                     "tenant": tenant, "code": getattr(exc, "code", None)})
                 break
             await st.delete(C2C, crm_call_id)
-            for pkey, pending in await st.all(PENDING):
-                if isinstance(pending, dict) and pending.get("crm_call_id") == crm_call_id:
-                    await st.delete(PENDING, pkey)
-            gw.count("click_to_call_swept", plugin=PLUGIN, outcome=outcome)
+            ctx.count("click_to_call_swept", outcome)
             closed += 1
-        for pkey in old_pending:
-            await st.delete(PENDING, pkey)
     if closed:
         log.info("sweep closed lost click-to-calls", extra={"tenant": tenant, "count": closed})
     return closed

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from gateway import BadRequest, CallEvent, Gateway, PluginStorage, TelephonyUser
+from gateway import BadRequest, CallEvent, PluginContext, PluginStorage, TelephonyUser
 
 from .api import Bitrix24Client
 
@@ -99,11 +99,11 @@ async def _search(client: Bitrix24Client, user: TelephonyUser) -> int | None:
     return None
 
 
-async def crm_user_for(gw: Gateway, client: Bitrix24Client, event: CallEvent,
+async def crm_user_for(ctx: PluginContext, client: Bitrix24Client, event: CallEvent,
                        default_user_id: int | None) -> int | None:
     """The Bitrix24 user id for an event's telephony user, or the default, or ``None``."""
     st = client.st
-    tel = await gw.user_for(event)
+    tel = await ctx.users.for_event(event)
     if tel is not None and tel.status == "active":
         for key in ([override_key(email=tel.email)] if tel.email else []) + \
                    ([override_key(extension=tel.extension)] if tel.extension else []):
@@ -136,15 +136,3 @@ async def telephony_identity(client: Bitrix24Client, bitrix24_user_id: int) -> t
             ext = str(item.get("UF_PHONE_INNER") or "").strip() or None
             return email, ext
     return None, None
-
-
-async def telephony_user_of(gw: Gateway, tenant: str, email: str | None,
-                            extension: str | None) -> tuple[str, str] | None:
-    """(connection id, telephony user id) the core will pick for ``gateway.originate``."""
-    candidates = await gw.find_users(tenant, email=email) if email else []
-    if not candidates and extension:
-        candidates = await gw.find_users(tenant, extension=extension)
-    for conn, user in candidates:
-        if user.status == "active" and conn.status == "active":
-            return conn.id, user.user_id
-    return None

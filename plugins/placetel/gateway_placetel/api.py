@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from gateway import RetryableError, UpstreamError
+from gateway import RetryableError, UpstreamError, retry_after
 
 log = logging.getLogger("gateway.placetel.api")
 
@@ -48,14 +48,6 @@ class RetryPolicy:
     attempts: int = 3
     base: float = 0.5
     max_wait: float = 5.0
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("Retry-After", "").strip()
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None  # an HTTP date: rare enough to use our own back-off
 
 
 class PlacetelClient:
@@ -89,7 +81,7 @@ class PlacetelClient:
                             return await resp.json(content_type=None)
                         except ValueError:
                             raise UpstreamError("Placetel answered with malformed JSON") from None
-                    retry_after = _retry_after(resp.headers)
+                    wait_hint = retry_after(resp.headers.get("Retry-After"))
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 if not idempotent or attempt >= self._retry.attempts:
                     raise RetryableError("Placetel API unreachable", code=type(exc).__name__) from None
@@ -98,11 +90,11 @@ class PlacetelClient:
             if status == 401:
                 raise KeyRejected("Placetel rejected the API key")
             if status == 429 or status >= 500:
-                wait = retry_after if retry_after is not None else self._retry.base * 2 ** (attempt - 1)
+                wait = wait_hint if wait_hint is not None else self._retry.base * 2 ** (attempt - 1)
                 retry_ok = status == 429 or idempotent  # a 429 was refused before any effect
                 if not retry_ok or attempt >= self._retry.attempts or wait > self._retry.max_wait:
                     log.warning("placetel api busy or failing", extra={"status": status, "path_kind": path.split("/")[1]})
-                    raise RetryableError(f"Placetel API answered {status}", retry_after=retry_after,
+                    raise RetryableError(f"Placetel API answered {status}", retry_after=wait_hint,
                                          code=f"HTTP_{status}")
                 await asyncio.sleep(wait)
                 continue
