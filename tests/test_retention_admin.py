@@ -9,12 +9,12 @@ from gateway.testing import ADMIN_TOKEN
 
 
 async def test_purge_route_deletes_expired_call_records_only(demo):
-    conn = await demo.gw.connection(demo.connection_id)
+    conn = await demo.gw.tenancy.connection(demo.connection_id)
     old = datetime.now(timezone.utc) - timedelta(days=8)
     for n, received in ((1, old), (2, old), (3, datetime.now(timezone.utc))):
         ev = CallEvent(event_id=f"p{n}", call_id=f"c{n}", direction=Direction.INBOUND,
                        state=CallState.RINGING, occurred_at=received, remote_number="+4922112345678")
-        await demo.gw.ingest(conn, [ev], received_at=received)
+        await demo.gw.ingest.store(conn, [ev], received_at=received)
     body = await demo.admin("POST", "/retention/purge", expect=200)
     assert body["deleted"]["events"] == 2
     rows = await demo.gw.store._all("SELECT COUNT(*) FROM events")

@@ -18,10 +18,10 @@ def entries(out: str) -> list[dict]:
 
 
 async def test_operations_are_audited_without_personal_data_and_the_chain_verifies(demo):
-    connection = await demo.gw.connection(demo.connection_id)
-    await demo.gw.put_user(connection, TelephonyUser("u1", NAME, EMAIL, "23"))
-    await demo.gw.audit("user.login", tenant="acme", connection=connection.id, plugin="demo")
-    await demo.gw.logout_user(connection, "u1")
+    connection = await demo.gw.tenancy.connection(demo.connection_id)
+    await demo.gw.directory.put(connection, TelephonyUser("u1", NAME, EMAIL, "23"))
+    await demo.gw.audit.record("user.login", tenant="acme", connection=connection.id, plugin="demo")
+    await demo.gw.directory.logout(connection, "u1")
     await call(demo, "e1", "c1")
     await demo.admin("POST", "/tenants/acme/subjects/export", {"phone": CALLER}, expect=200)
     await demo.admin("POST", "/tenants/acme/subjects/restrict", {"email": EMAIL}, expect=200)
@@ -70,7 +70,7 @@ async def test_an_altered_entry_is_named_by_verify(demo):
 
 async def test_a_removed_entry_is_named_by_verify(demo):
     await demo.admin("GET", "/tenants", expect=200)
-    await demo.gw.audit("user.login", tenant="acme")
+    await demo.gw.audit.record("user.login", tenant="acme")
     con = sqlite3.connect(demo.gw.store.path)
     con.execute("DELETE FROM audit_log WHERE seq = 2")
     con.commit()
@@ -92,14 +92,14 @@ async def test_a_scoped_controller_lists_only_its_own_entries(gateway_harness):
 
 
 async def test_plugins_cannot_audit_personal_data_in_the_clear(demo):
-    await demo.gw.audit("crm.synced", tenant="acme", note=f"called {CALLER} for {EMAIL}")
+    await demo.gw.audit.record("crm.synced", tenant="acme", note=f"called {CALLER} for {EMAIL}")
     entry = (await demo.admin("GET", "/audit", expect=200))["entries"]
     text = orjson.dumps(entry).decode()
     assert CALLER not in text and EMAIL not in text
     for bad in ({"action": "Bad Action!"}, {"action": "ok", "weird key": 1}, {"action": "ok", "obj": [1]}):
         action = bad.pop("action")
         try:
-            await demo.gw.audit(action, **bad)
+            await demo.gw.audit.record(action, **bad)
         except Exception as exc:
             assert type(exc).__name__ == "BadRequest"
         else:

@@ -12,8 +12,8 @@ from gateway.store.crypto import generate_master_key
 
 
 async def test_breach_report_counts_people_and_records_in_the_window_without_plaintext(demo):
-    connection = await demo.gw.connection(demo.connection_id)
-    await demo.gw.put_user(connection, TelephonyUser("u1", NAME, EMAIL, "23"))
+    connection = await demo.gw.tenancy.connection(demo.connection_id)
+    await demo.gw.directory.put(connection, TelephonyUser("u1", NAME, EMAIL, "23"))
     await call(demo, "e1", "c1")
     await call(demo, "e2", "c1", "ended")
     await call(demo, "e3", "c2", number=OTHER)

@@ -17,8 +17,8 @@ from gateway.testing import ADMIN_TOKEN
 async def test_full_flows_log_no_numbers_emails_names_tokens_or_secrets(demo, caplog):
     caplog.handler.setFormatter(JsonFormatter())
     caplog.set_level(logging.DEBUG)
-    connection = await demo.gw.connection(demo.connection_id)
-    await demo.gw.put_user(connection, TelephonyUser("u1", NAME, EMAIL, "23", (OTHER,)))
+    connection = await demo.gw.tenancy.connection(demo.connection_id)
+    await demo.gw.directory.put(connection, TelephonyUser("u1", NAME, EMAIL, "23", (OTHER,)))
     demo.recorder.fail_times = 2  # retries log their reasons
     for i, state in enumerate(("ringing", "answered", "ended")):
         await call(demo, f"e{i}", "c1", state, user="u1")
@@ -38,9 +38,9 @@ async def test_full_flows_log_no_numbers_emails_names_tokens_or_secrets(demo, ca
     await demo.admin("POST", "/tenants/acme/subjects/rectify", {"email": EMAIL, "changes": {"name": "Anna B"}},
                      expect=200)
     await demo.admin("POST", "/tenants/acme/subjects/erase", {"phone": CALLER}, expect=200)
-    await demo.gw.originate("acme", number=CALLER, extension="23")
-    await demo.gw.logout_user(connection, "u1")
-    await demo.gw.purge()
+    await demo.gw.clicktocall.start("recorder", "acme", "crm-1", number=CALLER, extension="23")
+    await demo.gw.directory.logout(connection, "u1")
+    await demo.gw.retention.purge()
     await demo.admin("DELETE", "/tenants/acme", expect=200)
 
     logged = caplog.text

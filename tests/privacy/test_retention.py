@@ -18,11 +18,11 @@ def event(i: int, number: str) -> CallEvent:
 
 
 async def test_purge_deletes_expired_records_everywhere_and_reports_without_personal_data(demo):
-    connection = await demo.gw.connection(demo.connection_id)
+    connection = await demo.gw.tenancy.connection(demo.connection_id)
     eight_days_ago = datetime.now(timezone.utc) - timedelta(days=8)
-    await demo.gw.ingest(connection, [event(i, CALLER) for i in range(5)], received_at=eight_days_ago)
-    await demo.gw.ingest(connection, [event(99, OTHER)])
-    store = demo.gw.storage("demo", "acme")
+    await demo.gw.ingest.store(connection, [event(i, CALLER) for i in range(5)], received_at=eight_days_ago)
+    await demo.gw.ingest.store(connection, [event(99, OTHER)])
+    store = demo.gw.contexts["demo"].storage("acme")
     await store.put("crm-call", "old-call", {"crm_id": "CRM-7781"}, call_record=True)
     await demo.recorder.wait_for(6)
     await demo.gw.store.checkpoint()
@@ -70,7 +70,7 @@ class Holder:
 async def test_retention_calls_every_plugins_hook_with_the_configured_period(gateway_harness):
     holder = Holder()
     h = await gateway_harness(plugins=[("holder", holder)], env={"GATEWAY_RETENTION_DAYS": "2"})
-    counts = await h.gw.purge()
+    counts = await h.gw.retention.purge()
     assert counts["plugin_records"] == 3
     (cutoff,) = holder.cutoffs
     assert abs((datetime.now(timezone.utc) - cutoff) - timedelta(days=2)) < timedelta(minutes=1)

@@ -42,8 +42,8 @@ async def acme(gateway_harness: Any) -> Harness:
     await h.create_tenant("acme")
     await h.create_tenant("other")
     h.connection_id = (await h.connect("acme", "demo", {"secret": SECRET}))["id"]  # type: ignore[attr-defined]
-    connection = await h.gw.connection(h.connection_id)  # type: ignore[attr-defined]
-    await h.gw.put_user(connection, TelephonyUser("u1", NAME, EMAIL, "23", (OTHER,)))
+    connection = await h.gw.tenancy.connection(h.connection_id)  # type: ignore[attr-defined]
+    await h.gw.directory.put(connection, TelephonyUser("u1", NAME, EMAIL, "23", (OTHER,)))
     h.notes = notes  # type: ignore[attr-defined]
     return h
 

@@ -33,9 +33,9 @@ def needles(*values: str) -> list[bytes]:
 async def fill(h, tenant: str) -> str:
     await h.create_tenant(tenant)
     conn = await h.connect(tenant, "demo", {"secret": SECRET + tenant})
-    connection = await h.gw.connection(conn["id"])
-    await h.gw.put_user(connection, TelephonyUser("u1", NAME, EMAIL, "23", (NUMBERS[1],)))
-    await h.gw.storage("demo", tenant).put("oauth", "tokens", {"access_token": TOKEN}, index=EMAIL)
+    connection = await h.gw.tenancy.connection(conn["id"])
+    await h.gw.directory.put(connection, TelephonyUser("u1", NAME, EMAIL, "23", (NUMBERS[1],)))
+    await h.gw.contexts["demo"].storage(tenant).put("oauth", "tokens", {"access_token": TOKEN}, index=EMAIL)
     for i, number in enumerate(NUMBERS):
         body = orjson.dumps({"id": f"e{i}", "call": f"c{i}", "state": "ringing", "from": number})
         resp = await h.post_hook("demo", conn["id"], body, {
@@ -52,9 +52,9 @@ async def test_no_plaintext_in_any_database_file(demo):
     for needle in needles(*NUMBERS, NAME, EMAIL, TOKEN, SECRET + "t1"):
         assert needle not in data, needle
     # and the values are really there, readable through the API
-    conn = (await demo.gw.connections("t1"))[0]
-    assert (await demo.gw.get_user(conn, "u1")).email == EMAIL
-    assert (await demo.gw.storage("demo", "t1").find("oauth", EMAIL))[0][1]["access_token"] == TOKEN
+    conn = (await demo.gw.tenancy.connections("t1"))[0]
+    assert (await demo.gw.directory.get(conn, "u1")).email == EMAIL
+    assert (await demo.gw.contexts["demo"].storage("t1").find("oauth", EMAIL))[0][1]["access_token"] == TOKEN
 
 
 async def test_removed_tenant_leaves_nothing_decryptable_or_readable(demo):
@@ -149,7 +149,7 @@ async def test_lease_is_single_flight(tmp_path):
 
 
 async def test_queued_plugin_record_is_readable_at_once_and_commits_with_the_next_events(demo):
-    storage = demo.gw.storage("demo", "acme")
+    storage = demo.gw.contexts["demo"].storage("acme")
     await storage.put("call", "c9", {"direction": "in"}, call_record=True, wait=False)
     assert await storage.get("call", "c9") == {"direction": "in"}  # before its commit
     body = orjson.dumps({"id": "q1", "call": "c9", "state": "ringing"})

@@ -268,7 +268,7 @@ async def test_click_to_call_originates_once_and_adopts_the_crm_call(gateway_har
     for _ in range(2):  # Bitrix24 repeats events now and then
         resp = await h.client.post("/hooks/bitrix24/events", data=click_body(crm_call, is_mobile="N"), headers=FORM)
         assert resp.status == 200
-    assert fake.source.originated == [("u1", "+494951234567", crm_call)]
+    assert fake.source.originated == [("u1", "+494951234567")]
     (lookup,) = calls(mock, "user.get")
     assert lookup["ID"] == 1269
 
@@ -313,7 +313,7 @@ async def test_callback_form_registers_type_4_and_originates(gateway_harness: An
         assert resp.status == 200
     (reg,) = calls(mock, "telephony.externalCall.register")
     assert reg["TYPE"] == 4 and reg["USER_ID"] == 1269 and reg["CRM_ENTITY_ID"] == 797
-    assert fake.source.originated == [("u1", CALLER, "externalCall.cb.1")]
+    assert fake.source.originated == [("u1", CALLER)]
 
 
 async def test_recording_event_attaches_after_finish_only(gateway_harness: Any, mock: Any) -> None:

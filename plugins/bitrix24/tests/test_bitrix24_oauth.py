@@ -53,7 +53,7 @@ async def installed(gateway_harness: Any, mock: Any, env: dict[str, str] | None 
     resp = await h.client.post("/hooks/bitrix24/events", data=install_body(), headers=FORM)
     assert resp.status == 200
     conn = await h.connect(MEMBER, "fakesrc")
-    await h.gw.put_user(await h.gw.connection(conn["id"]), TelephonyUser("u1", email="anna@example.com", extension="101"))
+    await h.gw.directory.put(await h.gw.tenancy.connection(conn["id"]), TelephonyUser("u1", email="anna@example.com", extension="101"))
     return h, conn["id"]
 
 

@@ -60,14 +60,14 @@ async def click(h: Any, crm_call: str, number: str = DIALED) -> None:
 async def test_event_bind_uses_the_cores_hook_url(gateway_harness: Any, mock: Any) -> None:
     h, _, _ = await installed(gateway_harness, mock)
     handlers = {b["handler"] for b in calls(mock, "event.bind")}
-    assert handlers == {h.gw.hook_url("bitrix24", "/events")}
+    assert handlers == {h.gw.contexts["bitrix24"].hook_url("/events")}
 
 
 async def test_sweep_finishes_a_lost_click_to_call_and_deletes_its_records(gateway_harness: Any, mock: Any) -> None:
     h, fake, _ = await installed(gateway_harness, mock)
     crm_call = "externalCall.lost.1773236989"
     await click(h, crm_call)
-    assert fake.source.originated == [("u1", DIALED, crm_call)]
+    assert fake.source.originated == [("u1", DIALED)]
     st = storage(h.gw, MEMBER)
     assert (await st.get("c2c", crm_call))["state"] == "dialed"
     assert len(await st.all("pending")) == 1
@@ -105,9 +105,9 @@ async def test_sweep_leaves_adopted_click_to_calls_and_paused_tenants_alone(gate
     assert (await st.get("c2c", adopted))["state"] == "adopted"
     assert calls(mock, "telephony.externalCall.register") == []
 
-    await h.gw.set_tenant_status(MEMBER, "paused", "reinstall_required")
+    await h.gw.tenancy.set_status(MEMBER, "paused", "reinstall_required")
     assert await sweep_task(h)(h.gw, now=time.time() + LATER) == 0
-    await h.gw.set_tenant_status(MEMBER, "active", None)
+    await h.gw.tenancy.set_status(MEMBER, "active", None)
     mock.post(PORTAL + "telephony.externalCall.finish", payload=ok({"CALL_ID": other}), repeat=True)
     assert await sweep_task(h)(h.gw, now=time.time() + LATER) == 1
     assert [f["CALL_ID"] for f in calls(mock, "telephony.externalCall.finish")] == [other]

@@ -28,7 +28,7 @@ async def connect_beta(pt, sip_status: int = 503) -> dict[str, Any]:
     pt.api.on("GET", "/sip_users", status=sip_status, body="", replace=True)
     await pt.create_tenant("beta")
     conn = await pt.connect("beta", "placetel", {"api_key": BETA_KEY, "secret": "beta-secret"})
-    assert await pt.gw.list_users(await pt.gw.connection(conn["id"])) == []
+    assert await pt.gw.directory.list(await pt.gw.tenancy.connection(conn["id"])) == []
     return conn
 
 
@@ -52,7 +52,7 @@ async def test_round_covers_every_connection_of_every_tenant(pt):
 
     # beta: never notified, never refreshed by this process; its users are read now
     assert sip_user_reads(pt, BETA_KEY) == beta_reads + 1
-    users = await pt.gw.list_users(await pt.gw.connection(beta["id"]))
+    users = await pt.gw.directory.list(await pt.gw.tenancy.connection(beta["id"]))
     assert {u.user_id for u in users} == {SIPUID, "7777xyz@fpbx.de"}
     # acme: its directory is fresh (read at connect), its recording is found and ingested
     assert len(pt.api.requests("GET", "/sip_users")) == acme_reads + 1  # beta's read only
@@ -71,7 +71,7 @@ async def test_recording_found_twice_is_one_event(pt):
     await registered_task()(pt.gw)
     await pt.recorder.wait_for(4)
     pending = f"recording-pending:{pt.conn['id']}"
-    storage = pt.gw.storage("placetel", "acme")
+    storage = pt.gw.contexts["placetel"].storage("acme")
     assert await storage.all(pending) == []
     await storage.put(pending, CALL_IN, {"tries": 0}, call_record=True)  # as if never forgotten
     await registered_task()(pt.gw)
@@ -92,7 +92,7 @@ async def test_redelivered_hangup_does_not_queue_another_lookup(pt):
     await post_all(pt, hungup("accepted", duration="42"))  # Placetel sends it again
     await registered_task()(pt.gw)
     assert len(pt.api.requests("GET", "/recordings")) == 1
-    memory = await pt.gw.storage("placetel", "acme").get(f"call:{pt.conn['id']}", CALL_IN)
+    memory = await pt.gw.contexts["placetel"].storage("acme").get(f"call:{pt.conn['id']}", CALL_IN)
     assert memory["ended_at"] == events[2].ended_at.isoformat()  # the first end is kept
 
 
@@ -103,7 +103,7 @@ async def test_failed_refresh_is_not_retried_every_round(pt):
     assert sip_user_reads(pt, BETA_KEY) == before + 3  # in-line retries, then given up
     await registered_task()(pt.gw)
     assert sip_user_reads(pt, BETA_KEY) == before + 3  # not again within the retry pause
-    conn = await pt.gw.connection(beta["id"])
+    conn = await pt.gw.tenancy.connection(beta["id"])
     assert conn.status == "active"  # unavailable is not broken
 
 
@@ -119,7 +119,7 @@ async def test_rejected_key_in_the_round_marks_broken(pt):
 
 async def test_concurrent_notifications_of_one_call_keep_the_memory_whole(pt):
     """CallAccepted and HungUp racing each other: neither update of the call memory is lost."""
-    storage = pt.gw.storage("placetel", "acme")
+    storage = pt.gw.contexts["placetel"].storage("acme")
     calls = [f"{i:064x}" for i in range(1, 6)]
     await post_all(pt, *(incoming(call_id=c) for c in calls))
     await asyncio.gather(*(post_all(pt, body) for c in calls

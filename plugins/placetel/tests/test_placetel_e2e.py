@@ -25,7 +25,7 @@ async def test_connect_checks_key_subscribes_and_reads_users(pt):
     assert me.headers["Authorization"] == f"Bearer {API_KEY}"
     (sub,) = pt.api.requests("PUT", "/subscriptions")
     assert sub.json["url"] == pt.conn["webhook_url"]
-    stored = await pt.gw.connection(pt.conn["id"])
+    stored = await pt.gw.tenancy.connection(pt.conn["id"])
     assert stored.settings["subscription_id"] == "sub-112ba1"
     assert stored.settings["secret"] == SECRET and stored.settings["region"] == "DE"
     users = (await pt.admin("GET", f"/tenants/acme/connections/{pt.conn['id']}/users", expect=200))["users"]
@@ -33,8 +33,8 @@ async def test_connect_checks_key_subscribes_and_reads_users(pt):
     assert (anna["name"], anna["email"], anna["extension"]) == (NAME, EMAIL, "23")
     assert len(users) == 2
     # the core maps CRM users by e-mail or extension
-    assert [u.user_id for _, u in await pt.gw.find_users("acme", email=EMAIL)] == [SIPUID]
-    assert [u.user_id for _, u in await pt.gw.find_users("acme", extension="24")] == ["7777xyz@fpbx.de"]
+    assert [u.user_id for _, u in await pt.gw.directory.find("acme", email=EMAIL)] == [SIPUID]
+    assert [u.user_id for _, u in await pt.gw.directory.find("acme", extension="24")] == ["7777xyz@fpbx.de"]
 
 
 async def test_secrets_are_not_stored_in_plain_text(pt, tmp_path: Path):
@@ -67,7 +67,7 @@ async def test_connect_when_placetel_is_down_is_502(gateway_harness, fake_api): 
 
 
 async def test_stored_settings_hold_only_what_is_needed(pt):
-    stored = await pt.gw.connection(pt.conn["id"])
+    stored = await pt.gw.tenancy.connection(pt.conn["id"])
     assert set(stored.settings) == {"api_key", "secret", "region", "subscribe", "subscription_id"}
 
 
@@ -88,19 +88,19 @@ async def test_subscription_failure_does_not_block(gateway_harness, fake_api):  
     h = await gateway_harness(env=env(fake_api))
     await h.create_tenant("acme")
     conn = await h.connect("acme", "placetel", {"api_key": API_KEY, "secret": SECRET})
-    assert (await h.gw.connection(conn["id"])).settings["subscription_id"] is None
+    assert (await h.gw.tenancy.connection(conn["id"])).settings["subscription_id"] is None
     assert len(fake_api.requests("PUT", "/subscriptions")) == 3  # retried, then given up
 
 
 async def test_disconnect_unsubscribes_and_forgets(pt):
     await post_all(pt, incoming())
     await pt.recorder.wait_for(1)
-    conn = await pt.gw.connection(pt.conn["id"])
-    storage = pt.gw.storage("placetel", "acme")
+    conn = await pt.gw.tenancy.connection(pt.conn["id"])
+    storage = pt.gw.contexts["placetel"].storage("acme")
     assert await storage.get(f"call:{conn.id}", CALL_IN) is not None
     await pt.admin("DELETE", f"/tenants/acme/connections/{conn.id}", expect=200)
     assert len(pt.api.requests("DELETE", "/subscriptions/sub-112ba1")) == 1
-    assert await pt.gw.list_users(conn) == []
+    assert await pt.gw.directory.list(conn) == []
     assert await storage.get(f"call:{conn.id}", CALL_IN) is None
     assert await storage.get("users-refreshed", conn.id) is None
 
@@ -116,7 +116,7 @@ async def test_answered_inbound(pt):
     assert [e.local_user for e in events] == [None, SIPUID, SIPUID]
     assert events[2].outcome is Outcome.ANSWERED and events[2].duration == 42
     assert {e.tenant for e in events} == {"acme"} and {e.source for e in events} == {"placetel"}
-    user = await pt.gw.user_for(events[2])
+    user = await pt.gw.directory.for_event(events[2])
     assert user is not None and user.email == EMAIL
 
 
@@ -142,7 +142,7 @@ async def test_voicemail_and_its_recording(pt):
         "to_number": {"number": {"id": 12, "number": OURS, "name": "Zentrale"}},
         "file_url": VOICEMAIL_LINK, "duration": 10, "received_at": ended.isoformat()}])
     pt.api.on("GET", "/calls/5", json={"id": 5, "file_url": VOICEMAIL_LINK})
-    conn = await pt.gw.connection(pt.conn["id"])
+    conn = await pt.gw.tenancy.connection(pt.conn["id"])
     assert await background.poll_recordings(SOURCE, pt.gw, conn) == 1
     events = await pt.recorder.wait_for(3)
     rec = events[2]
@@ -157,7 +157,7 @@ async def test_voicemail_and_its_recording(pt):
 async def test_recording_of_an_answered_call(pt):
     await post_all(pt, incoming(), accepted(), hungup("accepted", duration="42"))
     events = await pt.recorder.wait_for(3)
-    conn = await pt.gw.connection(pt.conn["id"])
+    conn = await pt.gw.tenancy.connection(pt.conn["id"])
     pt.api.on("GET", "/recordings", json=[])  # not there yet
     assert await background.poll_recordings(SOURCE, pt.gw, conn) == 0
     pt.api.on("GET", "/recordings", json=[{"id": 77, "from": CALLER, "to": OURS, "direction": "in",
@@ -173,7 +173,7 @@ async def test_recording_of_an_answered_call(pt):
 async def test_recording_lookup_gives_up(pt):
     await post_all(pt, incoming(), hungup("accepted", duration="5"))
     await pt.recorder.wait_for(2)
-    conn = await pt.gw.connection(pt.conn["id"])
+    conn = await pt.gw.tenancy.connection(pt.conn["id"])
     pt.api.on("GET", "/recordings", json=[])
     for _ in range(6):
         await background.poll_recordings(SOURCE, pt.gw, conn)
@@ -274,7 +274,7 @@ async def test_bad_signatures_are_401_and_store_nothing(pt):
     for hdrs in _bad_signatures(body):
         resp = await post(pt, body, hdrs)
         assert resp.status == 401, hdrs
-    assert await pt.gw.storage("placetel", "acme").get(f"call:{pt.conn['id']}", CALL_IN) is None
+    assert await pt.gw.contexts["placetel"].storage("acme").get(f"call:{pt.conn['id']}", CALL_IN) is None
     await post_all(pt, hungup("missed"))  # the first event that gets through
     events = await pt.recorder.wait_for(1)
     assert len(events) == 1 and events[0].state is CallState.ENDED
@@ -316,8 +316,8 @@ async def test_refresh_users_route(pt):
     path = f"/plugins/placetel/connections/{pt.conn['id']}/refresh-users"
     pt.api.on("GET", "/sip_users", json=SIP_USERS[:1], replace=True)
     assert (await pt.admin("POST", path, expect=200))["users"] == 1
-    conn = await pt.gw.connection(pt.conn["id"])
-    assert [u.user_id for u in await pt.gw.list_users(conn)] == [SIPUID]
+    conn = await pt.gw.tenancy.connection(pt.conn["id"])
+    assert [u.user_id for u in await pt.gw.directory.list(conn)] == [SIPUID]
     resp = await pt.client.post(f"/admin/v1{path}", headers={"Authorization": f"Bearer {SCOPED.split(':')[1]}"})
     assert resp.status == 404
     resp = await pt.client.post(f"/admin/v1{path}")
@@ -345,30 +345,30 @@ async def test_refresh_when_placetel_is_down_is_502(pt):
 
 async def test_click_to_call(pt):
     pt.api.on("POST", "/calls", body="")
-    await pt.gw.originate("acme", number="+4922112345678", email=EMAIL)
+    await pt.gw.clicktocall.start("recorder", "acme", "crm-9", number="+4922112345678", email=EMAIL)
     (call,) = pt.api.requests("POST", "/calls")
     assert call.json == {"sipuid": SIPUID, "target": "+4922112345678"}
-    await pt.gw.originate("acme", number="+4922112345678", extension="24")
+    await pt.gw.clicktocall.start("recorder", "acme", "crm-10", number="+4922112345678", extension="24")
     assert pt.api.requests("POST", "/calls")[1].json["sipuid"] == "7777xyz@fpbx.de"
 
 
 async def test_click_to_call_errors(pt):
     with pytest.raises(BadRequest):
-        await pt.gw.originate("acme", number="+4922112345678", email="nobody@example.com")
+        await pt.gw.clicktocall.start("recorder", "acme", "crm-11", number="+4922112345678", email="nobody@example.com")
     with pytest.raises(BadRequest) as info:
-        await pt.gw.originate("acme", number="not a number", email=EMAIL)
+        await pt.gw.clicktocall.start("recorder", "acme", "crm-12", number="not a number", email=EMAIL)
     assert "not a number" not in str(info.value)
     pt.api.on("POST", "/calls", status=422, json={"error": "invalid target"})
     with pytest.raises(UpstreamError) as info:
-        await pt.gw.originate("acme", number="+4922112345678", email=EMAIL)
+        await pt.gw.clicktocall.start("recorder", "acme", "crm-13", number="+4922112345678", email=EMAIL)
     assert "422" in str(info.value) and "+49" not in str(info.value)
     pt.api.on("POST", "/calls", status=503, body="", replace=True)
     with pytest.raises(UpstreamError):
-        await pt.gw.originate("acme", number="+4922112345678", email=EMAIL)
+        await pt.gw.clicktocall.start("recorder", "acme", "crm-14", number="+4922112345678", email=EMAIL)
     pt.api.on("POST", "/calls", status=401, body="", replace=True)
     with pytest.raises(UpstreamError):
-        await pt.gw.originate("acme", number="+4922112345678", email=EMAIL)
-    conn = await pt.gw.connection(pt.conn["id"])
+        await pt.gw.clicktocall.start("recorder", "acme", "crm-15", number="+4922112345678", email=EMAIL)
+    conn = await pt.gw.tenancy.connection(pt.conn["id"])
     assert (conn.status, conn.status_reason) == ("broken", "api_key_rejected")
 
 
@@ -407,12 +407,12 @@ async def test_logs_carry_no_personal_data(gateway_harness, fake_api, caplog):  
     fake_api.on("GET", "/recordings", json=[{"id": 77, "from": CALLER, "to": OURS,
                                              "time": events[2].ended_at.isoformat()}])
     fake_api.on("GET", "/recordings/77", json={"id": 77, "file": RECORDING_LINK})
-    await background.poll_recordings(SOURCE, h.gw, await h.gw.connection(conn["id"]))
+    await background.poll_recordings(SOURCE, h.gw, await h.gw.tenancy.connection(conn["id"]))
     rec = (await h.recorder.wait_for(6))[5]
     assert await h.gw.recording_link(rec) == RECORDING_LINK
     fake_api.on("POST", "/calls", status=422, json={"error": f"bad target {MOBILE}"})
     with pytest.raises(UpstreamError):
-        await h.gw.originate("acme", number=MOBILE_E164, email=EMAIL)
+        await h.gw.clicktocall.start("recorder", "acme", "crm-16", number=MOBILE_E164, email=EMAIL)
     fake_api.on("GET", "/sip_users", status=401, body="", replace=True)
     await h.admin("POST", f"/plugins/placetel/connections/{conn['id']}/refresh-users", expect=502)
     text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
@@ -433,5 +433,5 @@ async def test_subject_export_and_erase(pt):
     assert await plugin.subject_export(gateway=pt.gw, tenant="acme", subject=Subject.parse(email=EMAIL)) is None
     assert await plugin.subject_erase(gateway=pt.gw, tenant="acme", subject=subject) == 1
     assert await plugin.subject_export(gateway=pt.gw, tenant="acme", subject=subject) is None
-    storage = pt.gw.storage("placetel", "acme")
+    storage = pt.gw.contexts["placetel"].storage("acme")
     assert await storage.get(f"call:{pt.conn['id']}", CALL_OUT) is not None  # others stay

@@ -38,7 +38,7 @@ from webex_fixtures import (
 
 
 async def _conn(webex: Webex) -> Any:
-    return await webex.h.gw.connection(webex.connection_id)
+    return await webex.h.gw.tenancy.connection(webex.connection_id)
 
 
 # --- logout ---------------------------------------------------------------------------------------
@@ -135,8 +135,8 @@ async def test_refused_refresh_marks_user_needs_login(webex: Webex) -> None:
 
 async def test_401_refreshes_once_then_retries(webex: Webex) -> None:
     webex.fake.valid_tokens.discard(ACCESS_TOKEN)  # Webex revoked the access token early
-    user = (await webex.h.gw.list_users(await _conn(webex)))[0]
-    result = await webex.h.gw.originate("acme", number="+4922112345678", email=user.email)
+    user = (await webex.h.gw.directory.list(await _conn(webex)))[0]
+    result = await webex.h.gw.clicktocall.start("recorder", "acme", "crm-2", number="+4922112345678", email=user.email)
     assert result.call_id is not None and result.call_id.endswith(LEG)
     dials = webex.fake.requests("POST", "/telephony/calls/dial")
     assert [d.headers["Authorization"] for d in dials] == [f"Bearer {ACCESS_TOKEN}",
@@ -148,20 +148,20 @@ async def test_401_after_refresh_marks_user_for_relogin(webex: Webex) -> None:
     webex.fake.script("POST", "/telephony/calls/dial", 401, {"message": "no"})
     webex.fake.script("POST", "/telephony/calls/dial", 401, {"message": "still no"})
     with pytest.raises(BadRequest):
-        await webex.h.gw.originate("acme", number="+4922112345678", email=AGENT_EMAIL)
+        await webex.h.gw.clicktocall.start("recorder", "acme", "crm-3", number="+4922112345678", email=AGENT_EMAIL)
     assert (await webex.users())[0]["status"] == "needs_login"
     with pytest.raises(BadRequest):  # not offered for click-to-call until the user logs in again
-        await webex.h.gw.originate("acme", number="+4922112345678", email=AGENT_EMAIL)
+        await webex.h.gw.clicktocall.start("recorder", "acme", "crm-4", number="+4922112345678", email=AGENT_EMAIL)
 
 
 async def test_429_retry_after_is_honoured(webex: Webex) -> None:
     webex.fake.script("POST", "/telephony/calls/dial", 429, {"message": "slow down"}, {"Retry-After": "17"})
     with pytest.raises(RetryableError) as caught:
-        await webex.h.gw.originate("acme", number="+4922112345678", email=AGENT_EMAIL)
+        await webex.h.gw.clicktocall.start("recorder", "acme", "crm-5", number="+4922112345678", email=AGENT_EMAIL)
     assert caught.value.retry_after == 17.0
     webex.fake.script("POST", "/telephony/calls/dial", 503, {"message": "down"})
     with pytest.raises(RetryableError):
-        await webex.h.gw.originate("acme", number="+4922112345678", email=AGENT_EMAIL)
+        await webex.h.gw.clicktocall.start("recorder", "acme", "crm-6", number="+4922112345678", email=AGENT_EMAIL)
 
 
 async def test_login_rate_limited_answers_503(webex: Webex) -> None:
@@ -286,7 +286,7 @@ async def test_no_personal_data_in_logs(gateway_harness: Any, fake_webex: tuple[
     fake.valid_tokens.clear()
     fake.token_response["refresh_token"] = "rotated"
     with pytest.raises(BadRequest):
-        await h.gw.originate("acme", number="+4922112345678", email=AGENT_EMAIL)
+        await h.gw.clicktocall.start("recorder", "acme", "crm-7", number="+4922112345678", email=AGENT_EMAIL)
     assert (await login(h, conn["id"], path="/apps/webex/logout")).status == 200
     secrets_ = [hook["secret"] for hook in fake.webhooks.values()] + [
         r.json["secret"] for r in fake.requests("POST", "/webhooks")]
@@ -310,9 +310,9 @@ async def test_call_state_and_dropped_webhooks_are_purged_with_the_call_records(
                         "/logout", expect=200)
     body = orjson.dumps(envelope(hook_id, "telephony_calls", "created", INBOUND_ANSWERED[0][1]))
     headers = {"Content-Type": "application/json", "X-Spark-Signature": sign(secret, body)}
-    await webex.h.gw.purge()  # nothing is old yet: late deliveries are still acknowledged
+    await webex.h.gw.retention.purge()  # nothing is old yet: late deliveries are still acknowledged
     assert (await webex.h.post_hook("webex", webex.connection_id, body, headers)).status == 200
-    await webex.h.gw.purge(now=datetime.now(timezone.utc) + timedelta(days=8))
+    await webex.h.gw.retention.purge(now=datetime.now(timezone.utc) + timedelta(days=8))
     assert await st.all("call") == []
     assert await st.all("webhook") == []
     assert (await webex.h.post_hook("webex", webex.connection_id, body, headers)).status == 401

@@ -43,7 +43,7 @@ async def test_login_stores_user_and_creates_signed_webhooks(webex: Webex) -> No
         ("telephony_calls", "created"), ("telephony_calls", "deleted"), ("telephony_calls", "updated")]
     assert len({b["secret"] for b in bodies}) == 5 and all(len(b["secret"]) >= 32 for b in bodies)
     assert {b["targetUrl"] for b in bodies} == {webex.h.gw.webhook_url(
-        await webex.h.gw.connection(webex.connection_id))}
+        await webex.h.gw.tenancy.connection(webex.connection_id))}
     assert all(c.headers["Authorization"] == f"Bearer {ACCESS_TOKEN}" for c in created)
     token_call = webex.fake.requests("POST", "/access_token")[0]
     assert token_call.form is not None and token_call.form["grant_type"] == "authorization_code"
@@ -64,7 +64,7 @@ async def test_login_redirect_carries_scopes_and_signed_state(webex: Webex) -> N
     assert set(location.query["scope"].split()) >= {"spark:calls_read", "spark:calls_write", "spark:people_read"}
     state = oauth.check_state(CLIENT_SECRET, location.query["state"])
     assert state == oauth.State(webex.connection_id, "login")
-    assert location.query["redirect_uri"] == webex.h.gw.app_url("webex", "/callback")
+    assert location.query["redirect_uri"] == webex.h.gw.contexts["webex"].app_url("/callback")
 
 
 async def test_inbound_answered_reaches_sink(webex: Webex) -> None:
@@ -97,9 +97,9 @@ async def test_outbound_call(webex: Webex) -> None:
     assert events[-1].outcome is Outcome.ANSWERED
 
 
-async def test_click_to_call_then_its_events_carry_the_crm_call_id(webex: Webex) -> None:
-    result = await webex.h.gw.originate("acme", number="+4922112345678", email="agent@example.com",
-                                        crm_call_id="CRM-42")
+async def test_click_to_call_then_its_events_are_recognised_as_the_crm_call(webex: Webex) -> None:
+    crm = webex.h.context("recorder").clicktocall
+    result = await crm.start("acme", "CRM-42", number="+4922112345678", email="agent@example.com")
     assert result.call_id == f"{SESSION}:{LEG}"
     dial = webex.fake.requests("POST", "/telephony/calls/dial")[0]
     assert dial.json == {"destination": "+4922112345678"}
@@ -107,7 +107,8 @@ async def test_click_to_call_then_its_events_carry_the_crm_call_id(webex: Webex)
     await webex.sequence(CLICK_TO_DIAL)
     events = await webex.h.recorder.wait_for(3)
     assert [e.state for e in events] == [CallState.RINGING, CallState.ANSWERED, CallState.ENDED]
-    assert all(e.direction is Direction.OUTBOUND and e.crm_call_id == "CRM-42" for e in events)
+    assert all(e.direction is Direction.OUTBOUND for e in events)
+    assert [await crm.find(e) for e in events] == ["CRM-42"] * 3
     assert events[0].call_id == result.call_id
 
 
