@@ -99,8 +99,8 @@ class SQLiteEvents:
         conn.execute(
             "INSERT INTO deliveries (event_seq, tenant, sink, call_key, state, attempts, next_at, "
             "received_at, since, updated_at) SELECT e.seq, e.tenant, s.plugin, e.call_key, 'pending', 0, "
-            "e.received_at, e.received_at, e.received_at, e.received_at FROM events e JOIN sinks s ON s.tenant = e.tenant "
-            "WHERE e.seq > ? AND e.restricted = 0", (before,))
+            "e.received_at, e.received_at, e.received_at, e.received_at FROM events e "
+            "JOIN sinks s ON s.tenant = e.tenant WHERE e.seq > ? AND e.restricted = 0", (before,))
         fresh = conn.execute(_PENDING + "WHERE d.event_seq > ? ORDER BY d.id", (before,)).fetchall()
         by_dedup = {r[2]: ev for r, ev in rows}
         return [_pending(row, by_dedup.get(row[9])) for row in fresh]

@@ -123,8 +123,8 @@ class SQLiteSubjects:
                 "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status <> 'logged_out' THEN 1 ELSE 0 END), 0) "
                 "FROM telephony_users WHERE tenant=? AND updated_at < ?", (tenant, until_ms))
             records = await self._db.all(
-                "SELECT plugin, COUNT(*) FROM records WHERE tenant=? AND created_at < ? GROUP BY plugin ORDER BY plugin",
-                (tenant, until_ms))
+                "SELECT plugin, COUNT(*) FROM records WHERE tenant=? AND created_at < ? "
+                "GROUP BY plugin ORDER BY plugin", (tenant, until_ms))
             conns = await self._db.one("SELECT COUNT(*) FROM connections WHERE tenant=? AND created_at < ?",
                                        (tenant, until_ms))
             c2c = await self._db.one(
