@@ -46,6 +46,8 @@ class PluginStorage:
         it commits, ``get`` returns the queued value; ``find`` and ``all`` see it afterwards.
         ``phones`` replace those stored with an earlier version of the record.
         """
+        if isinstance(phones, str):
+            raise TypeError("phones is a sequence of numbers, not one number")
         await self._store.records.put(self.tenant, self.plugin, kind, key, value, index=index,
                                       call_record=call_record, phones=phones, wait=wait)
 

@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import orjson
+import pytest
 from conftest import SECRET
 from demo_source import sign
 
@@ -83,3 +84,12 @@ async def test_duplicate_event_ids_are_per_connection(demo):
     for cid in (demo.connection_id, second["id"], demo.connection_id):
         assert (await demo.post_hook("demo", cid, body, headers)).status == 200
     assert len(await demo.recorder.wait_for(2)) == 2
+
+
+async def test_plugin_records_name_the_people_they_are_about(demo):
+    storage = demo.gw.storage("demo", "acme")
+    await storage.put("call", "c1", {"state": "ringing"}, call_record=True, phones=(NUMBERS[0],))
+    assert await demo.gw.store.records.by_phone("acme", NUMBERS[0]) == [("demo", "call", "c1", {"state": "ringing"})]
+    with pytest.raises(TypeError):
+        await storage.put("call", "c2", {}, phones=NUMBERS[1])  # one number, not a sequence of them
+    assert await storage.get("call", "c2") is None

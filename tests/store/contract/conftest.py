@@ -6,11 +6,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from .backends import BACKENDS, Backend, tenant_with_connection
 
 from gateway.models import Connection
 from gateway.store.crypto import MasterKeyring, generate_master_key
 from gateway.store.protocols import Store
+
+from .backends import BACKENDS, Backend, tenant_with_connection
 
 
 @pytest.fixture(params=sorted(BACKENDS))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from .backends import TENANT_USER, ingest, call_event
 
 from gateway.errors import NotFound
 from gateway.models import Connection
 from gateway.store.protocols import Store
+
+from .backends import TENANT_USER, ingest, call_event
 
 
 async def test_connections_round_trip_with_their_settings(store: Store) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from .backends import OTHER, REMOTE
 
 from gateway.errors import Conflict, NotFound
 from gateway.models import Connection
 from gateway.store.common import now_ms
 from gateway.store.protocols import ClickToCallRow, Store
+
+from .backends import OTHER, REMOTE
 
 
 async def _add(store: Store, crm_call_id: str, connection: Connection, *, user: str = "u1",

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from .backends import REMOTE, call_event, ingest, tenant_with_connection
 
 from gateway.errors import NotFound
 from gateway.models import Connection
 from gateway.store.common import now_ms
-from gateway.store.records import PendingDelivery
 from gateway.store.protocols import Store
+from gateway.store.records import PendingDelivery
+
+from .backends import REMOTE, call_event, ingest, tenant_with_connection
 
 
 async def test_ingest_deduplicates_per_connection_and_queues_one_delivery_per_sink(

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from .backends import Backend, call_event, ingest, tenant_with_connection
 
 from gateway.store.crypto import MasterKeyring
 from gateway.store.protocols import Store
+
+from .backends import Backend, call_event, ingest, tenant_with_connection
 
 
 async def test_ping_checkpoint_and_what_it_names(store: Store, keyring: MasterKeyring) -> None:

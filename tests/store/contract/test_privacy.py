@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from .backends import (EMAIL, LOCAL, NAME, OTHER, REMOTE, TENANT_USER, Backend, call_event, ingest,
-                       tenant_with_connection)
-
 from gateway.models import Connection
 from gateway.store.protocols import Store
+
+from .backends import (EMAIL, LOCAL, NAME, OTHER, REMOTE, TENANT_USER, Backend, call_event, ingest,
+                       tenant_with_connection)
 
 TOKEN, CRM_CALL, PROVIDER_CALL = "tok-7f3a9c1e5b2d4f6a8c0e", "crm-call-5f1e9a", "provider-call-3c7d2b"
 
@@ -48,7 +48,8 @@ async def test_no_plaintext_at_rest(store: Store, backend: Backend) -> None:
     # and the values are really there, readable through the API
     assert (await store.users.get(connection, "u1")) == TENANT_USER
     assert (await store.records.find("t1", "p", "oauth", EMAIL))[0][1]["access_token"] == TOKEN
-    assert (await store.clicktocall.get("t1", CRM_CALL) or {}).get("provider_call_id") == PROVIDER_CALL
+    row = await store.clicktocall.get("t1", CRM_CALL)
+    assert row is not None and row["provider_call_id"] == PROVIDER_CALL
     assert [r[2] for r in await store.records.by_phone("t1", LOCAL)] == ["c1"]
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-from .backends import LOCAL, OTHER, REMOTE, call_event, ingest
 
 from gateway.models import Connection
 from gateway.store.common import now_ms
 from gateway.store.protocols import Store
+
+from .backends import LOCAL, OTHER, REMOTE, call_event, ingest
 
 
 async def test_put_get_find_delete(store: Store) -> None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from .backends import LOCAL, OTHER, REMOTE, TENANT_USER, call_event, ingest
-
 from gateway.models import Connection
 from gateway.store.common import now_ms
 from gateway.store.protocols import Store
+
+from .backends import LOCAL, OTHER, REMOTE, TENANT_USER, call_event, ingest
 
 
 async def _user_key(store: Store) -> str:

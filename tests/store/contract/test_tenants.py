@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from .backends import Backend
 
 from gateway.errors import Conflict, NotFound
 from gateway.store.crypto import MasterKeyring, generate_master_key
 from gateway.store.protocols import Store
+
+from .backends import Backend
 
 
 async def test_create_get_list(store: Store) -> None:
