@@ -17,6 +17,7 @@ _PUT = ("INSERT INTO records (tenant, plugin, kind, record_key, data, index_key,
         "VALUES {rows} ON CONFLICT (tenant, plugin, kind, record_key) DO UPDATE SET "
         "data=excluded.data, index_key=excluded.index_key, call_record=excluded.call_record")
 _PHONE_ROWS = 150  # 5 columns each: under SQLite's 999 bound parameters
+_PARAMETERS = 800  # bound parameters of one statement, with room for one more record
 
 #: (tenant, plugin, kind, record key): a record's identity in SQL
 RecordId = tuple[str, str, str, str]
@@ -31,13 +32,29 @@ def _open(keys: TenantKeys, plugin: str, kind: str, rkey: str, blob: bytes) -> t
     return d["key"], d["data"]
 
 
-def _delete_phones(conn: sqlite3.Connection, records: list[RecordId]) -> None:
-    """In the writer thread: forget the phones of these records (one indexed probe each)."""
-    for i in range(0, len(records), 60):
-        chunk = records[i:i + 60]
-        conn.execute("DELETE FROM record_phones WHERE "
-                     + " OR ".join(["(tenant=? AND plugin=? AND kind=? AND record_key=?)"] * len(chunk)),
-                     [v for record in chunk for v in record])
+def _replace_phones(conn: sqlite3.Connection, latest: dict[RecordId, frozenset[str]]) -> None:
+    """In the writer thread: make these records' phones the given ones (none: forget them).
+
+    Only what changed is written: per-call state is put again and again about the same
+    numbers, and rewriting unchanged rows would cost page writes on the ingest path.
+    """
+    terms: list[str] = []
+    args: list[str] = []
+    for record, pkeys in latest.items():
+        stale = " AND phone_key NOT IN (" + ",".join("?" * len(pkeys)) + ")" if pkeys else ""
+        terms.append(f"(tenant=? AND plugin=? AND kind=? AND record_key=?{stale})")
+        args += [*record, *sorted(pkeys)]
+        if len(args) > _PARAMETERS:
+            conn.execute("DELETE FROM record_phones WHERE " + " OR ".join(terms), args)
+            terms, args = [], []
+    if terms:
+        conn.execute("DELETE FROM record_phones WHERE " + " OR ".join(terms), args)
+    phones = [(*record, p) for record, pkeys in latest.items() for p in sorted(pkeys)]
+    for i in range(0, len(phones), _PHONE_ROWS):
+        chunk = phones[i:i + _PHONE_ROWS]
+        conn.execute("INSERT INTO record_phones (tenant, plugin, kind, record_key, phone_key) VALUES "
+                     + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk)) + " ON CONFLICT DO NOTHING",
+                     [v for row in chunk for v in row])
 
 
 class SQLiteRecords:
@@ -77,13 +94,7 @@ class SQLiteRecords:
         """In the writer thread: upsert queued records in one statement, replace their phones."""
         marks = "(" + ", ".join("?" * 8) + ")"
         conn.execute(_PUT.replace("{rows}", ", ".join([marks] * len(rows))), [v for row in rows for v in row[:8]])
-        latest: dict[RecordId, frozenset[str]] = {row[:4]: row[8] for row in rows}  # the last put wins
-        _delete_phones(conn, list(latest))
-        phones = [(*record, p) for record, pkeys in latest.items() for p in sorted(pkeys)]
-        for i in range(0, len(phones), _PHONE_ROWS):
-            chunk = phones[i:i + _PHONE_ROWS]
-            conn.execute("INSERT INTO record_phones (tenant, plugin, kind, record_key, phone_key) VALUES "
-                         + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk)), [v for row in chunk for v in row])
+        _replace_phones(conn, {row[:4]: row[8] for row in rows})  # the last put of a record wins
 
     async def get(self, tenant: str, plugin: str, kind: str, key: str) -> Any:
         unsaved = self._unsaved.get((tenant, plugin, kind, key))
@@ -148,7 +159,7 @@ class SQLiteRecords:
                 n = conn.execute("DELETE FROM records WHERE tenant=? AND plugin=? AND kind=? AND record_key=?",
                                  record).rowcount
                 counts[record[1]] = counts.get(record[1], 0) + n
-            _delete_phones(conn, found)
+            _replace_phones(conn, dict.fromkeys(found, frozenset()))
             return counts
         return await self._db.w.submit(job)
 
@@ -159,7 +170,7 @@ class SQLiteRecords:
                             "WHERE call_record=1 AND created_at < ? LIMIT ?", (cutoff_ms, limit)).fetchall()
         if not rows:
             return 0
-        _delete_phones(conn, [(t, p, k, r) for _rowid, t, p, k, r in rows])
+        _replace_phones(conn, {(t, p, k, r): frozenset() for _rowid, t, p, k, r in rows})
         conn.execute(f"DELETE FROM records WHERE rowid IN ({','.join('?' * len(rows))})", [r[0] for r in rows])
         return len(rows)
 

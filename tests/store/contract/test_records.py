@@ -69,9 +69,10 @@ async def test_records_are_found_and_erased_by_the_phones_they_are_about(store: 
     assert await store.records.by_phone("acme", LOCAL) == [("p", "call", "c1", {"v": 1})]
     assert await store.records.by_phone("acme", "+4900000000") == []
 
-    await store.records.put("acme", "p", "call", "c1", {"v": 6}, phones=(LOCAL,))  # phones replaced
+    await store.records.put("acme", "p", "call", "c1", {"v": 6}, phones=(LOCAL, OTHER))  # phones replaced
     assert [r[:3] for r in await store.records.by_phone("acme", REMOTE)] == [("q", "pending", "k")]
     assert await store.records.by_phone("acme", LOCAL) == [("p", "call", "c1", {"v": 6})]
+    assert [r[:3] for r in await store.records.by_phone("acme", OTHER)] == [("p", "call", "c1"), ("q", "other", "k")]
     await store.records.put("acme", "p", "call", "c1", {"v": 7})  # no phones any more
     assert await store.records.by_phone("acme", LOCAL) == []
 
