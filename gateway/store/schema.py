@@ -126,6 +126,37 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX deliveries_group ON deliveries (tenant, sink, state, id);
     """,
+    # 4: plugin records found by phone number (data-subject rights), click-to-call correlation
+    """
+    CREATE TABLE record_phones (
+        tenant TEXT NOT NULL,
+        plugin TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        record_key TEXT NOT NULL,
+        phone_key TEXT NOT NULL,
+        PRIMARY KEY (tenant, plugin, kind, record_key, phone_key)
+    );
+    CREATE INDEX record_phones_phone ON record_phones (tenant, phone_key);
+    CREATE TABLE clicktocall (
+        tenant TEXT NOT NULL,
+        call_key TEXT NOT NULL,
+        sink TEXT NOT NULL,
+        data BLOB NOT NULL,
+        provider_call BLOB,
+        provider_key TEXT,
+        match_key TEXT NOT NULL,
+        phone_key TEXT,
+        state TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (tenant, call_key)
+    );
+    CREATE INDEX clicktocall_provider ON clicktocall (tenant, provider_key);
+    CREATE INDEX clicktocall_match ON clicktocall (tenant, match_key, created_at);
+    CREATE INDEX clicktocall_phone ON clicktocall (tenant, phone_key);
+    CREATE INDEX clicktocall_created ON clicktocall (created_at);
+    CREATE INDEX clicktocall_updated ON clicktocall (state, updated_at);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -25,6 +25,10 @@ Job = Callable[[sqlite3.Connection], Any]
 T = TypeVar("T")
 IngestFn = Callable[[sqlite3.Connection, list[Any]], Any]
 AfterCommit = Callable[[Any], None]
+#: Writes a group of rows queued by :meth:`GroupCommitWriter.submit_grouped_nowait`.
+GroupFn = Callable[[sqlite3.Connection, list[tuple[Any, ...]]], None]
+#: Rows handed to one ``GroupFn`` call at most.
+GROUP_ROWS = 60
 
 
 class GroupCommitWriter:
@@ -80,16 +84,17 @@ class GroupCommitWriter:
         result: T = await self._put("background" if background else "job", job)
         return result
 
-    def submit_upsert_nowait(self, sql: str, row: tuple[Any, ...]) -> asyncio.Future[None]:
-        """Queue one row for ``sql`` (an INSERT whose ``VALUES {rows}`` the writer fills).
+    def submit_grouped_nowait(self, run: GroupFn, row: tuple[Any, ...]) -> asyncio.Future[None]:
+        """Queue one ``row`` for ``run(conn, rows)``, which writes many rows in one go.
 
-        Consecutive upserts with the same statement become one multi-row statement, so a
-        burst of per-call plugin state costs one step instead of a savepointed job each.
+        Consecutive rows queued for the same ``run`` reach it together (up to
+        :data:`GROUP_ROWS`), so a burst of per-call plugin state costs one multi-row statement
+        instead of a savepointed job each. The future resolves once the row is committed.
         """
         if self._task is None:
             raise RuntimeError("store writer is not running")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(("upsert", (sql, row), fut))
+        self._queue.put_nowait(("grouped", (run, row), fut))
         return fut
 
     async def submit_ingest(self, rows: list[Any]) -> None:
@@ -170,12 +175,12 @@ class GroupCommitWriter:
             i = 0
             while i < len(ordered):
                 kind, item = ordered[i]
-                if kind == "upsert":
-                    group = [item[1]]
-                    while (i + len(group) < len(ordered) and ordered[i + len(group)][0] == "upsert"
-                           and ordered[i + len(group)][1][0] == item[0] and len(group) < _UPSERT_ROWS):
+                if kind == "grouped":
+                    run, group = item[0], [item[1]]
+                    while (i + len(group) < len(ordered) and ordered[i + len(group)][0] == "grouped"
+                           and ordered[i + len(group)][1][0] == run and len(group) < GROUP_ROWS):
                         group.append(ordered[i + len(group)][1][1])
-                    error = self._guarded(conn, i, lambda c: _upsert(c, item[0], group))[1]
+                    error = self._guarded(conn, i, lambda c: run(c, group))[1]
                     outcomes.extend([(None, error)] * len(group))
                     i += len(group)
                 else:
@@ -199,11 +204,3 @@ class GroupCommitWriter:
             return None, exc
         conn.execute(f"RELEASE job{i}")
         return value, None
-
-
-_UPSERT_ROWS = 60  # rows per multi-row statement, under SQLite's 999 bound parameters
-
-
-def _upsert(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
-    marks = "(" + ", ".join("?" * len(rows[0])) + ")"
-    conn.execute(sql.replace("{rows}", ", ".join([marks] * len(rows))), [v for row in rows for v in row])

@@ -1,0 +1,225 @@
+"""Call events and their deliveries: the durable queue, dead letters, retention."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import orjson
+
+from ...errors import NotFound
+from ...events import CallEvent
+from ...models import Connection
+from ..common import now_ms, phone_key, user_key
+from ..records import DeadLetter, PendingDelivery
+from .database import SQLiteDatabase
+
+_ROWS_PER_INSERT = 90  # 10 columns each: under SQLite's 999 bound parameters
+_DELIVERY = "d.id, d.event_seq, d.tenant, d.sink, d.call_key, d.attempts, d.next_at, d.received_at, d.since"
+_PENDING = f"SELECT {_DELIVERY}, e.dedup_key FROM deliveries d JOIN events e ON e.seq = d.event_seq "
+
+#: In the writer thread: which ``(tenant, match key)`` of these keys are under restriction.
+RestrictedFn = Callable[[sqlite3.Connection, list[str]], set[tuple[str, str]]]
+#: In the writer thread: ``(cutoff_ms, limit, conn)`` deletes up to ``limit`` call records
+#: created before the cutoff and says how many.
+PurgeFn = Callable[[int, int, sqlite3.Connection], int]
+
+
+def _pending(row: Any, event: CallEvent | None = None) -> PendingDelivery:
+    """A ``deliveries`` row joined with its event's dedup key (in the order of ``_PENDING``)."""
+    return PendingDelivery(id=row[0], event_seq=row[1], tenant=row[2], sink=row[3], call_key=row[4],
+                           attempts=row[5], next_at=row[6], received_at=row[7], since=row[8],
+                           dedup_key=row[9], event=event)
+
+
+class SQLiteEvents:
+    """Call events and their deliveries.
+
+    ``restricted`` answers which blind indexes are under restriction (the subjects part);
+    ``expiring`` are the other parts' call records that retention purges with the events.
+    """
+
+    def __init__(self, db: SQLiteDatabase, restricted: RestrictedFn,
+                 expiring: Sequence[tuple[str, PurgeFn]]) -> None:
+        self._db = db
+        self._restricted = restricted
+        self._expiring = expiring
+        self.after_ingest: Callable[[list[PendingDelivery]], None] | None = None
+
+    def on_ingest(self, callback: Callable[[list[PendingDelivery]], None]) -> None:
+        self.after_ingest = callback
+        if self._db.writer is not None:
+            self._db.writer.after_ingest = callback
+
+    async def ingest(self, connection: Connection, events: Sequence[CallEvent], received_at_ms: int) -> None:
+        """Store events durably (deduplicated) and queue one delivery per bound sink.
+
+        Each event carries blind indexes of its remote and local number and its telephony user,
+        so data-subject requests find it and restrictions apply at ingest.
+        """
+        if not events:
+            return
+        keys = await self._db.keys(connection.tenant)
+        rows = []
+        for ev in events:
+            dedup = keys.blind_index("event", f"{connection.id}\x1f{ev.event_id}")
+            call_key = keys.blind_index("call", f"{connection.id}\x1f{ev.call_id}")
+            payload = keys.encrypt("events", "payload", dedup, ev.to_json())
+            rows.append(((connection.tenant, connection.id, dedup, call_key, payload, received_at_ms,
+                          phone_key(keys, ev.remote_number), phone_key(keys, ev.local_number),
+                          user_key(keys, connection.id, ev.local_user) if ev.local_user else None), ev))
+        await self._db.w.submit_ingest(rows)
+
+    def insert_batch(self, conn: sqlite3.Connection, rows: list[Any]) -> list[PendingDelivery]:
+        """In the writer thread: insert events (duplicates ignored), queue their deliveries.
+
+        An event about a restricted person keeps only what deduplication needs (no payload)
+        and gets no delivery.
+        """
+        before = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+        restricted = self._restricted(conn, sorted({k for r, _ in rows for k in r[6:9] if k}))
+        values = []
+        for r, _ in rows:
+            if restricted and any((r[0], k) in restricted for k in r[6:9] if k):
+                values.append((*r[:4], b"", *r[5:], 1))
+            else:
+                values.append((*r, 0))
+        # One multi-row statement per chunk, not one step per row: every step hands the GIL
+        # back and forth with the event loop's thread, which then waits for it.
+        for i in range(0, len(values), _ROWS_PER_INSERT):
+            chunk = values[i:i + _ROWS_PER_INSERT]
+            conn.execute(
+                "INSERT INTO events (tenant, connection, dedup_key, call_key, payload, received_at, "
+                "remote_key, local_key, user_key, restricted) VALUES "
+                + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+                + " ON CONFLICT (dedup_key) DO NOTHING", [v for row in chunk for v in row])
+        conn.execute(
+            "INSERT INTO deliveries (event_seq, tenant, sink, call_key, state, attempts, next_at, "
+            "received_at, since, updated_at) SELECT e.seq, e.tenant, s.plugin, e.call_key, 'pending', 0, "
+            "e.received_at, e.received_at, e.received_at, e.received_at FROM events e "
+            "JOIN sinks s ON s.tenant = e.tenant WHERE e.seq > ? AND e.restricted = 0", (before,))
+        fresh = conn.execute(_PENDING + "WHERE d.event_seq > ? ORDER BY d.id", (before,)).fetchall()
+        by_dedup = {r[2]: ev for r, ev in rows}
+        return [_pending(row, by_dedup.get(row[9])) for row in fresh]
+
+    async def load(self, tenant: str, seq: int) -> CallEvent | None:
+        row = self._db.lookup("SELECT dedup_key, payload FROM events WHERE seq=? AND tenant=?", (seq, tenant))
+        if row is None or not row[1]:
+            return None
+        keys = await self._db.keys(tenant)
+        return CallEvent.from_dict(orjson.loads(keys.decrypt("events", "payload", row[0], row[1])))
+
+    async def pending(self, *, per_group: int) -> list[PendingDelivery]:
+        """Pending deliveries in id order, only the first ``per_group`` of each (tenant, sink),
+        so that a backlog never has to fit in memory at once."""
+        rows = await self._db.all(
+            "SELECT id, event_seq, tenant, sink, call_key, attempts, next_at, received_at, since, "
+            f"dedup_key FROM (SELECT {_DELIVERY}, e.dedup_key, ROW_NUMBER() OVER "
+            "(PARTITION BY d.tenant, d.sink ORDER BY d.id) AS n FROM deliveries d "
+            "JOIN events e ON e.seq = d.event_seq WHERE d.state = 'pending') AS firsts "
+            "WHERE n <= ? ORDER BY id", (per_group,))
+        return [_pending(row) for row in rows]
+
+    async def pending_after(self, tenant: str, sink: str, after: int, limit: int) -> list[PendingDelivery]:
+        """The next ``limit`` pending deliveries of one (tenant, sink) with ids above ``after``."""
+        rows = await self._db.all(
+            _PENDING + "WHERE d.tenant = ? AND d.sink = ? AND d.state = 'pending' AND d.id > ? "
+            "ORDER BY d.id LIMIT ?", (tenant, sink, after, limit))
+        return [_pending(row) for row in rows]
+
+    async def count(self, state: str) -> int:
+        row = await self._db.one("SELECT COUNT(*) FROM deliveries WHERE state=?", (state,))
+        return int(row[0])
+
+    async def is_pending(self, delivery_id: int) -> bool:
+        return self._db.lookup("SELECT 1 FROM deliveries WHERE id=? AND state='pending'", (delivery_id,)) is not None
+
+    async def finish(self, delivery_id: int) -> None:
+        await self._update(delivery_id, "state='done', last_error=NULL")
+
+    async def retry(self, delivery_id: int, attempts: int, next_at: int, reason: str) -> None:
+        await self._update(delivery_id, "attempts=?, next_at=?, last_error=?", attempts, next_at, reason)
+
+    async def dead(self, delivery_id: int, attempts: int, reason: str) -> None:
+        await self._update(delivery_id, "state='dead', attempts=?, last_error=?", attempts, reason)
+
+    async def _update(self, delivery_id: int, assignments: str, *values: Any) -> None:
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(f"UPDATE deliveries SET {assignments}, updated_at=? WHERE id=?",
+                         (*values, now_ms(), delivery_id))
+        await self._db.w.submit(job)
+
+    async def dead_letters(self, tenant: str | None = None) -> list[DeadLetter]:
+        sql = ("SELECT id, tenant, sink, attempts, COALESCE(last_error, ''), received_at, updated_at "
+               "FROM deliveries WHERE state='dead'")
+        args: list[Any] = []
+        if tenant is not None:
+            sql += " AND tenant=?"
+            args.append(tenant)
+        return [DeadLetter(*r) for r in await self._db.all(sql + " ORDER BY id", args)]
+
+    async def replay(self, delivery_id: int, tenant: str | None = None) -> PendingDelivery:
+        def job(conn: sqlite3.Connection) -> int:
+            sql = ("UPDATE deliveries SET state='pending', attempts=0, next_at=?, since=?, updated_at=? "
+                   "WHERE id=? AND state='dead'")
+            at = now_ms()
+            args: list[Any] = [at, at, at, delivery_id]
+            if tenant is not None:
+                sql += " AND tenant=?"
+                args.append(tenant)
+            return conn.execute(sql, args).rowcount
+        if not await self._db.w.submit(job):
+            raise NotFound("no such dead letter")
+        return _pending(await self._db.one(_PENDING + "WHERE d.id=?", (delivery_id,)))
+
+    # --- retention -------------------------------------------------------------------------
+
+    async def purge_before(self, cutoff_ms: int, *, batch: int = 30,
+                           progress: Callable[[int], None] | None = None) -> dict[str, int]:
+        """Delete call records received before ``cutoff_ms``, in short transactions."""
+        counts = {"events": 0, "deliveries": 0}
+        while True:
+            ev, dl = await self._db.w.submit(partial(_purge_events, cutoff_ms, batch), background=True)
+            counts["events"] += ev
+            counts["deliveries"] += dl
+            if progress is not None and ev:
+                progress(ev)
+            if ev < batch:
+                break
+            await asyncio.sleep(0.005)  # let a serving gateway's writer take the lock between batches
+        for name, purge in self._expiring:
+            counts[name] = 0
+            while True:
+                n = await self._db.w.submit(partial(purge, cutoff_ms, batch), background=True)
+                counts[name] += n
+                if n < batch:
+                    break
+        await self._db.checkpoint()
+        return counts
+
+    async def count_expired(self, cutoff_ms: int) -> int:
+        """How many events the next purge with this cutoff deletes (for progress bars)."""
+        row = await self._db.one("SELECT COUNT(*) FROM events WHERE received_at < ?", (cutoff_ms,))
+        return int(row[0])
+
+    def delete_tenant_rows(self, conn: sqlite3.Connection, tenant: str) -> dict[str, int]:
+        return {"deliveries": conn.execute("DELETE FROM deliveries WHERE tenant=?", (tenant,)).rowcount,
+                "events": conn.execute("DELETE FROM events WHERE tenant=?", (tenant,)).rowcount}
+
+    def forget(self, tenant: str) -> None:
+        """Nothing of a tenant is cached here."""
+
+
+def _purge_events(cutoff_ms: int, batch: int, conn: sqlite3.Connection) -> tuple[int, int]:
+    """In the writer thread: the oldest ``batch`` expired events and their deliveries."""
+    seqs = [r[0] for r in conn.execute(
+        "SELECT seq FROM events WHERE received_at < ? ORDER BY received_at LIMIT ?", (cutoff_ms, batch)).fetchall()]
+    if not seqs:
+        return 0, 0
+    marks = ",".join("?" * len(seqs))
+    d = conn.execute(f"DELETE FROM deliveries WHERE event_seq IN ({marks})", seqs)
+    e = conn.execute(f"DELETE FROM events WHERE seq IN ({marks})", seqs)
+    return e.rowcount, d.rowcount

@@ -1,0 +1,1 @@
+"""The store contract: what every backend must do (see backends.py)."""
