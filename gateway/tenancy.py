@@ -86,6 +86,7 @@ class Tenancy:
         counts = await self._store.tenants.remove(tenant)
         # the entry keeps the pseudonym, whose mapping to the tenant went with the tenant
         await self._audit.append_for(ref, "tenant.removed", deleted=counts, failed_plugins=len(heard.failed))
+        await self._store.checkpoint()  # the files keep nothing of the tenant, the WAL included
         return {"deleted": counts, "incomplete": list(heard.failed)}
 
     # --- sink bindings -------------------------------------------------------------------

@@ -55,3 +55,11 @@ def test_every_hook_docstring_states_arguments_and_return():
         assert "None" in doc, f"{name}: the docstring must say what None means"
         for arg in inspect.signature(getattr(hookspecs, name)).parameters:
             assert arg in doc, f"{name}: argument {arg!r} is not documented"
+
+
+def test_the_example_plugin_is_the_guides_worked_example_word_for_word():
+    guide = GUIDE.read_text()
+    section = guide[guide.index("## Worked example"):]
+    block = section[section.index("```python\n") + len("```python\n"):section.index("\n```\n")]
+    plugin = (ROOT / "tests" / "plugins" / "example_crm" / "example_crm" / "__init__.py").read_text()
+    assert plugin.rstrip().endswith(block.rstrip())

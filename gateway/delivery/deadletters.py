@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from ..store.records import DeadLetter
 
 if TYPE_CHECKING:
-    from ..store.protocols import EventQueue
+    from ..store.protocols import Events as EventQueue
     from .dispatcher import Dispatcher
 
 

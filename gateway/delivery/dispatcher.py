@@ -26,7 +26,7 @@ from .backoff import next_delay
 from .ratelimit import RateLimiter
 
 if TYPE_CHECKING:
-    from ..store.protocols import EventQueue
+    from ..store.protocols import Events as EventQueue
 
 log = logging.getLogger("gateway.delivery")
 

@@ -13,8 +13,13 @@ from .crypto import DecryptError, MasterKeyring, generate_master_key
 from .records import DeadLetter, PendingDelivery
 from .sqlite import SQLiteStore
 
-#: The backend the gateway opens (the protocol it implements is :class:`protocols.Store`).
-Store = SQLiteStore
+#: What the core codes against: any backend implementing the store protocols.
+Store = protocols.Store
+
+
+def open_store(database: str, keyring: MasterKeyring) -> Store:
+    """The backend for ``GATEWAY_DATABASE``: a path is the embedded SQLite store."""
+    return SQLiteStore(database, keyring)
 
 
 class PluginStorage:
@@ -91,5 +96,5 @@ class PluginStorage:
             await self._store.leases.release(full, holder)
 
 
-__all__ = ["DeadLetter", "DecryptError", "MasterKeyring", "PendingDelivery", "PluginStorage",
+__all__ = ["open_store", "DeadLetter", "DecryptError", "MasterKeyring", "PendingDelivery", "PluginStorage",
            "Store", "generate_master_key"]

@@ -100,7 +100,8 @@ class Connections(Protocol):
         """The connection with decrypted settings, or ``None``."""
 
     async def list(self, tenant: str | None = None, plugin: str | None = None) -> list[Connection]:
-        """Connections of one tenant, one plugin, both, or all, oldest first."""
+        """Connections of one tenant, one plugin, both, or all, oldest first (ties within a
+        millisecond in no promised order)."""
 
     async def update(self, connection_id: str, *, settings: dict[str, Any] | None = None,
                      status: str | None = None, reason: str | None = None) -> Connection:
@@ -248,7 +249,8 @@ class Records(Protocol):
         """The value (also a queued one), or ``None``."""
 
     async def find(self, tenant: str, plugin: str, kind: str, index: str | None = None) -> list[tuple[str, Any]]:
-        """``(key, value)`` of ``kind`` with exactly this ``index`` (all when ``None``), oldest first."""
+        """``(key, value)`` of ``kind`` with exactly this ``index`` (all when ``None``), oldest
+        first (ties within a millisecond in no promised order)."""
 
     async def delete(self, tenant: str, plugin: str, kind: str, key: str | None = None) -> int:
         """Delete one record, or every record of ``kind`` when ``key`` is ``None`` (and

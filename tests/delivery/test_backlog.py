@@ -15,7 +15,7 @@ from pathlib import Path
 from conftest import SECRET
 from test_dispatcher import SinkPlugin, post
 
-from gateway import CallEvent, CallState, Delivery, Direction, Gateway, RateLimit, RetryableError
+from gateway import CallEvent, CallState, Delivery, Direction, PluginContext, RateLimit, RetryableError
 from gateway.app import build_gateway
 from gateway.delivery.dispatcher import WINDOW
 from gateway.models import Connection
@@ -34,11 +34,11 @@ class PortalDownSink(RecordingSink):
         self.down = down
         self.refused = 0
 
-    async def deliver(self, gateway: Gateway, delivery: Delivery) -> None:
+    async def deliver(self, ctx: PluginContext, delivery: Delivery) -> None:
         if delivery.event.tenant in self.down:
             self.refused += 1
             raise RetryableError("portal down", code="DOWN")
-        await super().deliver(gateway, delivery)
+        await super().deliver(ctx, delivery)
 
 
 def assert_once_and_in_call_order(events: list[CallEvent], calls: int) -> None:
@@ -103,7 +103,7 @@ async def test_a_restart_with_a_backlog_loads_only_the_window(tmp_path: Path) ->
             id=first.store.new_connection_id(), tenant="acme", plugin="demo", settings={"secret": SECRET}))
         now = datetime.now(timezone.utc)
         for i, state in enumerate(STATES):
-            await first.ingest(conn, [CallEvent(event_id=f"c{c}-{state}", call_id=f"c{c}",
+            await first.ingest.store(conn, [CallEvent(event_id=f"c{c}-{state}", call_id=f"c{c}",
                                                 direction=Direction.INBOUND, state=CallState(state),
                                                 occurred_at=now) for c in range(calls)])
         assert first.dispatcher.depth <= WINDOW

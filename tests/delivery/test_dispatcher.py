@@ -8,7 +8,7 @@ import orjson
 from conftest import SECRET
 from demo_source import sign
 
-from gateway import Delivery, Gateway, PermanentError, RetryableError, Sink, TenantPaused, hookimpl
+from gateway import Delivery, PluginContext, PermanentError, RetryableError, Sink, TenantPaused, hookimpl
 from gateway.testing import RecordingSink
 
 
@@ -31,7 +31,7 @@ class FlakySink(RecordingSink):
         self.failures = failures
         self.attempts: list[tuple[str, str, int]] = []
 
-    async def deliver(self, gateway: Gateway, delivery: Delivery) -> None:
+    async def deliver(self, ctx: PluginContext, delivery: Delivery) -> None:
         ev = delivery.event
         self.attempts.append((ev.call_id, ev.state.value, delivery.attempt))
         if ev.call_id in self.flaky:
@@ -39,7 +39,7 @@ class FlakySink(RecordingSink):
             if left:
                 self.left[delivery.id] = left - 1
                 raise RetryableError("CRM down", code="DOWN")
-        await super().deliver(gateway, delivery)
+        await super().deliver(ctx, delivery)
 
 
 class SinkPlugin:
@@ -117,7 +117,7 @@ async def test_dead_letter_after_the_horizon_then_replay(gateway_harness):
 class PermanentSink(RecordingSink):
     name = "permanent"
 
-    async def deliver(self, gateway: Gateway, delivery: Delivery) -> None:
+    async def deliver(self, ctx: PluginContext, delivery: Delivery) -> None:
         raise PermanentError("CRM refused it with +4922112345678", code="REFUSED")
 
 
@@ -141,10 +141,10 @@ class PausingSink(RecordingSink):
     name = "pausing"
     paused = True
 
-    async def deliver(self, gateway: Gateway, delivery: Delivery) -> None:
+    async def deliver(self, ctx: PluginContext, delivery: Delivery) -> None:
         if self.paused:
             raise TenantPaused("reinstall needed", retry_after=0.05, code="REINSTALL")
-        await super().deliver(gateway, delivery)
+        await super().deliver(ctx, delivery)
 
 
 async def test_paused_tenant_keeps_its_deliveries_beyond_the_horizon(gateway_harness):
@@ -205,10 +205,10 @@ class GatedSink(RecordingSink):
         self.gate = asyncio.Event()
         self.started = asyncio.Event()
 
-    async def deliver(self, gateway: Gateway, delivery: Delivery) -> None:
+    async def deliver(self, ctx: PluginContext, delivery: Delivery) -> None:
         self.started.set()
         await self.gate.wait()
-        await super().deliver(gateway, delivery)
+        await super().deliver(ctx, delivery)
 
 
 async def test_a_delivery_finishing_during_a_rescan_does_not_go_out_twice(gateway_harness, monkeypatch):
@@ -224,8 +224,8 @@ async def test_a_delivery_finishing_during_a_rescan_does_not_go_out_twice(gatewa
         "INSERT INTO deliveries (event_seq, tenant, sink, call_key, state, attempts, next_at, received_at, "
         "since, updated_at) SELECT event_seq, tenant, 'gone', call_key, 'pending', 0, next_at, received_at, "
         "since, updated_at FROM deliveries"))
-    store = h.gw.store
-    real = store.pending_deliveries
+    queue = h.gw.store.events
+    real = queue.pending
 
     async def stale_read(**kwargs):
         rows = await real(**kwargs)  # read while e1 is still in flight: it shows as pending
@@ -234,7 +234,7 @@ async def test_a_delivery_finishing_during_a_rescan_does_not_go_out_twice(gatewa
             await asyncio.sleep(0.01)
         return rows
 
-    monkeypatch.setattr(store, "pending_deliveries", stale_read)
+    monkeypatch.setattr(queue, "pending", stale_read)
     assert await h.gw.dispatcher.rescan() == 1  # the unknown row, not e1 again
     await asyncio.sleep(0.2)
     assert [e.event_id for e in sink.events] == ["e1"]

@@ -16,7 +16,7 @@ async def plugin_status(request: web.Request) -> web.Response:
 class AdminRoutePlugin:
     @hookimpl
     def register_routes(self, register: Any) -> None:
-        register(plugin="extra", method="GET", path="/status", handler=plugin_status, area="admin")
+        register(method="GET", path="/status", handler=plugin_status, area="admin")
 
 
 async def test_every_admin_route_is_in_the_document(gateway_harness):

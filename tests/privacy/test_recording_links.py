@@ -16,7 +16,7 @@ from gateway import (
     Connection,
     Delivery,
     Direction,
-    Gateway,
+    PluginContext,
     PermanentError,
     RecordingRef,
     Sink,
@@ -36,10 +36,10 @@ class RecordingSource(Source):
     name = "recsrc"
     content_types = frozenset({"application/json"})
 
-    async def connect(self, gateway: Gateway, connection: Connection) -> Mapping[str, Any]:
+    async def connect(self, ctx: PluginContext, connection: Connection) -> Mapping[str, Any]:
         return {}
 
-    async def receive(self, gateway: Gateway, connection: Connection,
+    async def receive(self, ctx: PluginContext, connection: Connection,
                       request: WebhookRequest) -> Sequence[CallEvent]:
         data = orjson.loads(request.body)
         return [CallEvent(event_id=data["id"], call_id="call-1", direction=Direction.INBOUND,
@@ -47,7 +47,7 @@ class RecordingSource(Source):
                           remote_number="+4922199988877",
                           recording=RecordingRef(self.name, REF) if data["state"] == "recording" else None)]
 
-    async def resolve_recording(self, gateway: Gateway, connection: Connection, ref: RecordingRef) -> str | None:
+    async def resolve_recording(self, ctx: PluginContext, connection: Connection, ref: RecordingRef) -> str | None:
         return LINK if ref.ref == REF else None
 
 
@@ -59,21 +59,23 @@ class LinkSink(Sink):
     def __init__(self) -> None:
         self.links: list[str | None] = []
 
-    async def deliver(self, gateway: Gateway, delivery: Delivery) -> None:
-        link = await gateway.recording_link(delivery.event)
+    async def deliver(self, ctx: PluginContext, delivery: Delivery) -> None:
+        link = await ctx.recording_link(delivery.event)
         self.links.append(link)
         if link:
             logging.getLogger("linksink").warning("CRM refused recording %s", link)
             raise PermanentError(f"CRM refused {link}", code="REFUSED")
 
 
-class Plugin:
-    def __init__(self) -> None:
-        self.sink = LinkSink()
-
+class SourcePlugin:
     @hookimpl
     def register_sources(self, register: Any) -> None:
         register(RecordingSource())
+
+
+class SinkPlugin:
+    def __init__(self) -> None:
+        self.sink = LinkSink()
 
     @hookimpl
     def register_sinks(self, register: Any) -> None:
@@ -83,8 +85,8 @@ class Plugin:
 async def test_a_recording_link_reaches_the_sink_and_nothing_else(gateway_harness, caplog):
     caplog.handler.setFormatter(JsonFormatter())
     caplog.set_level(logging.DEBUG)
-    plugin = Plugin()
-    h = await gateway_harness(plugins=[("recplugin", plugin)])
+    plugin = SinkPlugin()
+    h = await gateway_harness(plugins=[("recsrc", SourcePlugin()), ("linksink", plugin)])
     await h.create_tenant("acme", record=False)
     await h.admin("PUT", "/tenants/acme/sinks/linksink", {"settings": {}}, expect=200)
     conn = await h.connect("acme", "recsrc")

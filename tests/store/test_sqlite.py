@@ -7,7 +7,8 @@ import sqlite3
 import pytest
 
 from gateway.errors import StoreError
-from gateway.store import MasterKeyring, Store, generate_master_key
+from gateway.store import MasterKeyring, generate_master_key
+from gateway.store.sqlite import SQLiteStore as Store
 from gateway.store.schema import SCHEMA_VERSION
 
 

@@ -8,7 +8,8 @@ import threading
 
 import pytest
 
-from gateway.store import MasterKeyring, Store, generate_master_key
+from gateway.store import MasterKeyring, generate_master_key
+from gateway.store.sqlite import SQLiteStore as Store
 
 
 @pytest.fixture

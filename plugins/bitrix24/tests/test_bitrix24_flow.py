@@ -36,7 +36,7 @@ from bitrix24_fakes import (
     uninstall_body,
     wait_until,
 )
-from gateway_bitrix24.records import get_tokens, storage
+from gateway_bitrix24.records import get_tokens
 
 from gateway import NotFound
 
@@ -65,7 +65,7 @@ async def test_install_creates_tenant_stores_tokens_and_binds_events(gateway_har
     (refresh,) = oauth_calls(mock)
     assert refresh.kwargs["params"]["refresh_token"] == EVENT_REFRESH
     assert refresh.kwargs["params"]["client_id"] == ENV["GATEWAY_BITRIX24_CLIENT_ID"]
-    tokens = await get_tokens(storage(h.gw, MEMBER))
+    tokens = await get_tokens(h.gw.contexts["bitrix24"].storage(MEMBER))
     assert tokens is not None and tokens.access_token == ACCESS_1 and tokens.refresh_token == REFRESH_1
     bound = calls(mock, "event.bind")
     assert {b["event"] for b in bound} >= {"ONEXTERNALCALLSTART", "ONEXTERNALCALLBACKSTART"}
@@ -128,7 +128,7 @@ async def test_whole_inbound_call_then_uninstall_leaves_nothing(gateway_harness:
                               {"CALL_ID": call_id, "USER_ID": "1269", "DURATION": "95", "STATUS_CODE": "200"})
     assert cmds["attach"] == ("telephony.externalCall.attachRecord", {"CALL_ID": call_id, "RECORD_URL": RECORDING_LINK})
     assert calls(mock, "batch")[0]["auth"] == ACCESS_1
-    assert await storage(h.gw, MEMBER).get("call", f"{conn}|pc1") == {
+    assert await h.gw.contexts["bitrix24"].storage(MEMBER).get("call", f"{conn}|pc1") == {
         "crm_call_id": call_id, "user_id": 1269, "finished": True, "recording": True}
     assert calls(mock, "telephony.externalCall.finish") == []
     assert any(getattr(r, "code", None) == "LEAD_CREATION_ERROR" for r in caplog.records)  # logged, not ignored
@@ -141,7 +141,7 @@ async def test_whole_inbound_call_then_uninstall_leaves_nothing(gateway_harness:
     await h.admin("GET", f"/plugins/bitrix24/tenants/{MEMBER}/user-map", expect=404)
     for kind in ("portal", "oauth", "call", "usercache"):
         with pytest.raises(NotFound):  # the tenant's key and records are gone
-            await storage(h.gw, MEMBER).all(kind)
+            await h.gw.contexts["bitrix24"].storage(MEMBER).all(kind)
     rows = await h.gw.store._all("SELECT COUNT(*) FROM records WHERE tenant=?", (MEMBER,))
     assert rows[0][0] == 0
     await h.gw.store.checkpoint()
@@ -176,7 +176,7 @@ async def test_call_first_seen_at_its_end_is_registered_then_finished(gateway_ha
     await wait_until(lambda: h.gw.dispatcher.depth == 0)
     assert await h.admin("GET", "/deadletters", expect=200) in ([], {"dead_letters": []}, {"items": []})
     assert len(batches(mock)) == 1 and calls(mock, "telephony.externalCall.register") == []
-    record = await storage(h.gw, MEMBER).get("call", f"{conn}|pc2")
+    record = await h.gw.contexts["bitrix24"].storage(MEMBER).get("call", f"{conn}|pc2")
     assert record == {"crm_call_id": "externalCall.a.1", "user_id": 1269, "finished": True}
 
 
@@ -195,7 +195,7 @@ async def test_batch_failing_after_register_keeps_the_call_id_and_retries_only_f
     assert fin["CALL_ID"] == "externalCall.p.1" and fin["STATUS_CODE"] == "200" and fin["DURATION"] == 30
     assert len(batches(mock)) == 1 and calls(mock, "telephony.externalCall.register") == []
     await wait_until(lambda: h.gw.dispatcher.depth == 0)
-    assert (await storage(h.gw, MEMBER).get("call", f"{conn}|pc9"))["finished"] is True
+    assert (await h.gw.contexts["bitrix24"].storage(MEMBER).get("call", f"{conn}|pc9"))["finished"] is True
 
 
 async def test_rate_limit_answer_is_retried_without_registering_twice(gateway_harness: Any, mock: Any) -> None:
@@ -210,7 +210,7 @@ async def test_rate_limit_answer_is_retried_without_registering_twice(gateway_ha
     await wait_until(lambda: h.gw.dispatcher.depth == 0, timeout=15)
     regs = calls(mock, "telephony.externalCall.register")
     assert len(regs) == 3 and len({r["EXTERNAL_CALL_ID"] for r in regs}) == 1
-    record = await storage(h.gw, MEMBER).get("call", f"{conn}|pc3")
+    record = await h.gw.contexts["bitrix24"].storage(MEMBER).get("call", f"{conn}|pc3")
     assert record["crm_call_id"] == "externalCall.b.1"
 
 
@@ -252,7 +252,7 @@ async def test_invalid_application_token_is_401_and_changes_nothing(gateway_harn
     assert resp.status == 401
     await h.admin("GET", f"/tenants/{MEMBER}", expect=200)
     assert fake.source.originated == [] and rest_methods(mock) == before
-    assert await storage(h.gw, MEMBER).get("c2c", "externalCall.e.1") is None
+    assert await h.gw.contexts["bitrix24"].storage(MEMBER).get("c2c", "externalCall.e.1") is None
     # bad input: 415 and 400, never 5xx
     resp = await h.client.post("/hooks/bitrix24/events", data=b"{}", headers={"Content-Type": "application/json"})
     assert resp.status == 415
@@ -352,4 +352,4 @@ async def test_auth_error_inside_a_batch_pauses_the_tenant(gateway_harness: Any,
             break
         await asyncio.sleep(0.02)
     assert await paused()
-    assert await storage(h.gw, MEMBER).get("call", f"{conn}|pa1") is None  # nothing half-written
+    assert await h.gw.contexts["bitrix24"].storage(MEMBER).get("call", f"{conn}|pa1") is None  # nothing half-written

@@ -30,7 +30,7 @@ from bitrix24_fakes import (
     wait_until,
 )
 from gateway_bitrix24.api import Bitrix24Client
-from gateway_bitrix24.records import Tokens, get_tokens, put_tokens, storage
+from gateway_bitrix24.records import Tokens, get_tokens, put_tokens
 
 from gateway import TelephonyUser
 from gateway.testing import ADMIN_TOKEN
@@ -58,7 +58,7 @@ async def installed(gateway_harness: Any, mock: Any, env: dict[str, str] | None 
 
 
 async def expire_tokens(h: Any) -> None:
-    await put_tokens(storage(h.gw, MEMBER), Tokens(ACCESS_1, REFRESH_1, int(time.time()) - 5))
+    await put_tokens(h.gw.contexts["bitrix24"].storage(MEMBER), Tokens(ACCESS_1, REFRESH_1, int(time.time()) - 5))
 
 
 async def test_expired_token_refreshes_exactly_once_for_concurrent_deliveries(gateway_harness: Any, mock: Any) -> None:
@@ -76,7 +76,7 @@ async def test_expired_token_refreshes_exactly_once_for_concurrent_deliveries(ga
     assert len(refreshes) == 2  # one at install, exactly one for the expiry
     assert refreshes[1].kwargs["params"]["refresh_token"] == REFRESH_1
     assert {c["auth"] for c in calls(mock, "telephony.externalCall.register")} == {"access-2"}
-    tokens = await get_tokens(storage(h.gw, MEMBER))
+    tokens = await get_tokens(h.gw.contexts["bitrix24"].storage(MEMBER))
     assert tokens is not None and tokens.refresh_token == "refresh-2"
 
 
@@ -84,7 +84,7 @@ async def test_concurrent_refreshes_single_flight_across_clients(gateway_harness
     """Two clients (as two processes would) both see the stale token; one refresh happens."""
     h, _ = await installed(gateway_harness, mock)
     mock.get(OAUTH_RE, payload=oauth_answer(access="access-2", refresh="refresh-2"))
-    a, b = Bitrix24Client(h.gw, MEMBER), Bitrix24Client(h.gw, MEMBER)
+    a, b = Bitrix24Client(h.gw.contexts["bitrix24"], MEMBER), Bitrix24Client(h.gw.contexts["bitrix24"], MEMBER)
     results = await asyncio.gather(a.refresh(stale=ACCESS_1), b.refresh(stale=ACCESS_1))
     assert {r.access_token for r in results} == {"access-2"}
     assert len(oauth_calls(mock)) == 2  # install + one
@@ -163,7 +163,7 @@ async def test_app_update_stores_the_new_application_token_and_rebinds(gateway_h
         {"event": "ONAPPUPDATE", "data[VERSION]": "2", "data[PREVIOUS_VERSION]": "1", **a}))
     assert resp.status == 200
     assert len(calls(mock, "event.bind")) > binds_before
-    tokens = await get_tokens(storage(h.gw, MEMBER))
+    tokens = await get_tokens(h.gw.contexts["bitrix24"].storage(MEMBER))
     assert tokens is not None and tokens.access_token == "access-u"
     # the old application token no longer passes; the new one does
     from bitrix24_fakes import uninstall_body
@@ -201,8 +201,8 @@ async def test_admin_routes_respect_the_token_scope(gateway_harness: Any, mock: 
 async def test_refresh_waits_for_another_process_holding_the_lease(gateway_harness: Any, mock: Any) -> None:
     """Another process holds the refresh lease and rotates the tokens: we use its result."""
     h, _ = await installed(gateway_harness, mock)
-    st = storage(h.gw, MEMBER)
-    client = Bitrix24Client(h.gw, MEMBER)
+    st = h.gw.contexts["bitrix24"].storage(MEMBER)
+    client = Bitrix24Client(h.gw.contexts["bitrix24"], MEMBER)
     async with st.lease("oauth-refresh"):
         task = asyncio.create_task(client.refresh(stale=ACCESS_1))
         await asyncio.sleep(0.1)

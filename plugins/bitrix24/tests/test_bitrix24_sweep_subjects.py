@@ -21,7 +21,6 @@ from bitrix24_fakes import (
     wait_until,
 )
 from gateway_bitrix24.plugin import subject_erase, subject_export
-from gateway_bitrix24.records import storage
 from gateway_bitrix24.sweep import STALE_AFTER
 
 from gateway import Subject
@@ -68,26 +67,26 @@ async def test_sweep_finishes_a_lost_click_to_call_and_deletes_its_records(gatew
     crm_call = "externalCall.lost.1773236989"
     await click(h, crm_call)
     assert fake.source.originated == [("u1", DIALED)]
-    st = storage(h.gw, MEMBER)
+    st = h.gw.contexts["bitrix24"].storage(MEMBER)
     assert (await st.get("c2c", crm_call))["state"] == "dialed"
-    assert len(await st.all("pending")) == 1
+    assert await h.gw.store.clicktocall.get(MEMBER, crm_call) is not None  # the core's correlation
     sweep = sweep_task(h)
 
-    assert await sweep(h.gw) == 0  # fresh: the telephone system may still report it
+    assert await sweep(h.gw.contexts["bitrix24"]) == 0  # fresh: the telephone system may still report it
     assert calls(mock, "telephony.externalCall.finish") == []
 
     mock.post(PORTAL + "telephony.externalCall.finish", status=503,
               payload={"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"})
-    assert await sweep(h.gw, now=time.time() + LATER) == 0  # Bitrix24 busy: kept for the next round
+    assert await sweep(h.gw.contexts["bitrix24"], now=time.time() + LATER) == 0  # Bitrix24 busy: kept for the next round
     assert await st.get("c2c", crm_call) is not None
 
     mock.post(PORTAL + "telephony.externalCall.finish", payload=ok({"CALL_ID": crm_call}))
-    assert await sweep(h.gw, now=time.time() + LATER) == 1
+    assert await sweep(h.gw.contexts["bitrix24"], now=time.time() + LATER) == 1
     fin = calls(mock, "telephony.externalCall.finish")[-1]
     assert fin["CALL_ID"] == crm_call and fin["USER_ID"] == 1269 and fin["STATUS_CODE"] == "503"
     assert fin["DURATION"] == 0 and fin["FAILED_REASON"]
-    assert await st.get("c2c", crm_call) is None and await st.all("pending") == []
-    assert await sweep(h.gw, now=time.time() + LATER) == 0  # nothing left to close
+    assert await st.get("c2c", crm_call) is None
+    assert await sweep(h.gw.contexts["bitrix24"], now=time.time() + LATER) == 0  # nothing left to close
     assert len(calls(mock, "telephony.externalCall.finish")) == 2
 
 
@@ -100,16 +99,16 @@ async def test_sweep_leaves_adopted_click_to_calls_and_paused_tenants_alone(gate
     resp = await h.post_hook("fakesrc", conn, call_event("o1", "out1", "ringing", dir="out",
                                                           **{"from": DIALED, "user": "u1"}), JSON)
     assert resp.status == 200
-    st = storage(h.gw, MEMBER)
+    st = h.gw.contexts["bitrix24"].storage(MEMBER)
     await wait_until(lambda: h.gw.dispatcher.depth == 0)
     assert (await st.get("c2c", adopted))["state"] == "adopted"
     assert calls(mock, "telephony.externalCall.register") == []
 
     await h.gw.tenancy.set_status(MEMBER, "paused", "reinstall_required")
-    assert await sweep_task(h)(h.gw, now=time.time() + LATER) == 0
+    assert await sweep_task(h)(h.gw.contexts["bitrix24"], now=time.time() + LATER) == 0
     await h.gw.tenancy.set_status(MEMBER, "active", None)
     mock.post(PORTAL + "telephony.externalCall.finish", payload=ok({"CALL_ID": other}), repeat=True)
-    assert await sweep_task(h)(h.gw, now=time.time() + LATER) == 1
+    assert await sweep_task(h)(h.gw.contexts["bitrix24"], now=time.time() + LATER) == 1
     assert [f["CALL_ID"] for f in calls(mock, "telephony.externalCall.finish")] == [other]
     assert (await st.get("c2c", adopted))["state"] == "adopted"
 
@@ -124,27 +123,24 @@ async def test_subject_export_and_erase_by_phone_number(gateway_harness: Any, mo
     await wait_until(lambda: h.gw.dispatcher.depth == 0)
     await click(h, "externalCall.c2c.1", number=CALLER)  # the same person, called back
     await click(h, "externalCall.c2c.2", number=DIALED)  # someone else
-    gw = h.gw
     person = Subject.parse(phone="0221 12345678")
     assert person.value == CALLER
 
-    exported = await subject_export(gateway=gw, tenant=MEMBER, subject=person)
-    assert exported["calls"] == [{"crm_call_id": "externalCall.in.1", "user_id": 1269}]
-    assert [c["state"] for c in exported["click_to_call"]] == ["dialed"]
-    assert [p["crm_call_id"] for p in exported["pending"]] == ["externalCall.c2c.1"]
+    async def export(phone: str) -> dict[str, Any]:
+        doc = await h.admin("POST", f"/tenants/{MEMBER}/subjects/export", {"phone": phone}, expect=200)
+        return {r["kind"]: r["value"] for r in doc["plugins"].get("bitrix24", {}).get("records", [])}
 
-    assert await subject_erase(gateway=gw, tenant=MEMBER, subject=person) == 3
-    assert await subject_export(gateway=gw, tenant=MEMBER, subject=person) is None
-    assert await subject_erase(gateway=gw, tenant=MEMBER, subject=person) is None
-    st = storage(gw, MEMBER)
+    exported = await export(CALLER)
+    assert exported["call"] == {"crm_call_id": "externalCall.in.1", "user_id": 1269}
+    assert exported["c2c"]["state"] == "dialed"
+    erased = await h.admin("POST", f"/tenants/{MEMBER}/subjects/erase", {"phone": CALLER}, expect=200)
+    assert erased["erased"]["plugins"]["bitrix24"] == 2
+    assert await export(CALLER) == {}
+    st = h.context("bitrix24").storage(MEMBER)
     assert await st.get("call", f"{conn}|pc1") is None and await st.get("c2c", "externalCall.c2c.1") is None
     # the other person's records stay
     assert (await st.get("c2c", "externalCall.c2c.2"))["state"] == "dialed"
-    other = await subject_export(gateway=gw, tenant=MEMBER, subject=Subject.parse(phone=DIALED))
-    assert set(other) == {"click_to_call", "pending"}
-    # unknown tenant: nothing held, no error
-    assert await subject_export(gateway=gw, tenant="nobody", subject=person) is None
-    assert await subject_erase(gateway=gw, tenant="nobody", subject=person) is None
+    assert set(await export(DIALED)) == {"c2c"}
 
 
 async def test_subject_export_and_erase_by_email(gateway_harness: Any, mock: Any) -> None:
@@ -153,8 +149,8 @@ async def test_subject_export_and_erase_by_email(gateway_harness: Any, mock: Any
                   {"entries": [{"email": EMAIL, "bitrix24_user_id": 42}, {"extension": "7", "bitrix24_user_id": 5}]},
                   expect=200)
     person = Subject.parse(email=EMAIL.upper())
-    assert await subject_export(gateway=h.gw, tenant=MEMBER, subject=person) == {
+    assert await subject_export(context=h.gw.contexts["bitrix24"], tenant=MEMBER, subject=person) == {
         "user_map": {"email": EMAIL, "bitrix24_user_id": 42}}
-    assert await subject_erase(gateway=h.gw, tenant=MEMBER, subject=person) == 1
+    assert await subject_erase(context=h.gw.contexts["bitrix24"], tenant=MEMBER, subject=person) == 1
     got = await h.admin("GET", f"/plugins/bitrix24/tenants/{MEMBER}/user-map", expect=200)
     assert got == {"entries": [{"extension": "7", "bitrix24_user_id": 5}]}

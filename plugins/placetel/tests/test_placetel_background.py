@@ -48,7 +48,7 @@ async def test_round_covers_every_connection_of_every_tenant(pt):
                                            "time": events[2].ended_at.isoformat()}])
     acme_reads = len(pt.api.requests("GET", "/sip_users"))
 
-    await registered_task()(pt.gw)
+    await registered_task()(pt.gw.contexts["placetel"])
 
     # beta: never notified, never refreshed by this process; its users are read now
     assert sip_user_reads(pt, BETA_KEY) == beta_reads + 1
@@ -68,13 +68,13 @@ async def test_recording_found_twice_is_one_event(pt):
     events = await pt.recorder.wait_for(3)
     listing = [{"id": 91, "from": CALLER, "to": OURS, "time": events[2].ended_at.isoformat()}]
     pt.api.on("GET", "/recordings", json=listing)
-    await registered_task()(pt.gw)
+    await registered_task()(pt.gw.contexts["placetel"])
     await pt.recorder.wait_for(4)
     pending = f"recording-pending:{pt.conn['id']}"
     storage = pt.gw.contexts["placetel"].storage("acme")
     assert await storage.all(pending) == []
     await storage.put(pending, CALL_IN, {"tries": 0}, call_record=True)  # as if never forgotten
-    await registered_task()(pt.gw)
+    await registered_task()(pt.gw.contexts["placetel"])
     assert len(pt.api.requests("GET", "/recordings")) == 2  # looked up and found again
     # a later notification of the same call is delivered after anything queued before it
     await post_all(pt, hungup("accepted", duration="43"))
@@ -88,20 +88,20 @@ async def test_redelivered_hangup_does_not_queue_another_lookup(pt):
     events = await pt.recorder.wait_for(3)
     pt.api.on("GET", "/recordings", json=[{"id": 92, "from": CALLER, "to": OURS,
                                            "time": events[2].ended_at.isoformat()}])
-    await registered_task()(pt.gw)
+    await registered_task()(pt.gw.contexts["placetel"])
     await post_all(pt, hungup("accepted", duration="42"))  # Placetel sends it again
-    await registered_task()(pt.gw)
+    await registered_task()(pt.gw.contexts["placetel"])
     assert len(pt.api.requests("GET", "/recordings")) == 1
-    memory = await pt.gw.contexts["placetel"].storage("acme").get(f"call:{pt.conn['id']}", CALL_IN)
+    memory = await pt.context("placetel").calls.get(await pt.gw.tenancy.connection(pt.conn["id"]), CALL_IN)
     assert memory["ended_at"] == events[2].ended_at.isoformat()  # the first end is kept
 
 
 async def test_failed_refresh_is_not_retried_every_round(pt):
     beta = await connect_beta(pt)
     before = sip_user_reads(pt, BETA_KEY)
-    await registered_task()(pt.gw)
+    await registered_task()(pt.gw.contexts["placetel"])
     assert sip_user_reads(pt, BETA_KEY) == before + 3  # in-line retries, then given up
-    await registered_task()(pt.gw)
+    await registered_task()(pt.gw.contexts["placetel"])
     assert sip_user_reads(pt, BETA_KEY) == before + 3  # not again within the retry pause
     conn = await pt.gw.tenancy.connection(beta["id"])
     assert conn.status == "active"  # unavailable is not broken
@@ -110,7 +110,7 @@ async def test_failed_refresh_is_not_retried_every_round(pt):
 async def test_rejected_key_in_the_round_marks_broken(pt):
     beta = await connect_beta(pt)
     pt.api.on("GET", "/sip_users", status=401, body="", replace=True)
-    await registered_task()(pt.gw)
+    await registered_task()(pt.gw.contexts["placetel"])
     conn = await pt.admin("GET", f"/tenants/beta/connections/{beta['id']}", expect=200)
     assert (conn["status"], conn["status_reason"]) == ("broken", "api_key_rejected")
     acme = await pt.admin("GET", f"/tenants/acme/connections/{pt.conn['id']}", expect=200)
@@ -125,5 +125,5 @@ async def test_concurrent_notifications_of_one_call_keep_the_memory_whole(pt):
     await asyncio.gather(*(post_all(pt, body) for c in calls
                            for body in (accepted(call_id=c), hungup("accepted", call_id=c, duration="9"))))
     for c in calls:
-        memory = await storage.get(f"call:{pt.conn['id']}", c)
+        memory = await pt.context("placetel").calls.get(await pt.gw.tenancy.connection(pt.conn["id"]), c)
         assert memory["peer"] == SIPUID and memory["ended_at"] is not None, c

@@ -13,7 +13,7 @@ import pytest
 
 from gateway import BadRequest, RetryableError, Subject
 from gateway.testing import ADMIN_TOKEN
-from gateway_webex import accounts, plugin, tasks
+from gateway_webex import accounts, tasks
 from gateway_webex.signature import sign
 from webex_fixtures import (
     ACCESS_TOKEN,
@@ -52,7 +52,7 @@ async def test_logout_by_the_user_deletes_webhooks_tokens_name_and_email(webex: 
     assert webex.fake.webhooks == {}
     assert await webex.users() == [{"user_id": PERSON, "name": None, "email": None, "extension": None,
                                     "status": "logged_out"}]
-    assert await accounts.load_tokens(webex.h.gw, await _conn(webex), PERSON) is None
+    assert await accounts.load_tokens(webex.h.gw.contexts["webex"], await _conn(webex), PERSON) is None
     # a delivery still in flight is verified, acknowledged and dropped
     body = orjson.dumps(envelope(created_hook[0], "telephony_calls", "created", INBOUND_ANSWERED[0][1]))
     resp = await webex.h.post_hook("webex", webex.connection_id, body, {
@@ -105,14 +105,14 @@ async def test_disconnect_removes_webhooks_at_webex(webex: Webex) -> None:
 
 async def test_periodic_refresh_renews_expiring_tokens(webex: Webex) -> None:
     conn = await _conn(webex)
-    tokens = await accounts.load_tokens(webex.h.gw, conn, PERSON)
+    tokens = await accounts.load_tokens(webex.h.gw.contexts["webex"], conn, PERSON)
     assert tokens is not None
-    assert await tasks.refresh_tokens(webex.h.gw) == 1
-    assert (await accounts.load_tokens(webex.h.gw, conn, PERSON)) == tokens  # not due yet
-    await accounts.save_tokens(webex.h.gw, conn, PERSON, tokens.__class__(
+    assert await tasks.refresh_tokens(webex.h.gw.contexts["webex"]) == 1
+    assert (await accounts.load_tokens(webex.h.gw.contexts["webex"], conn, PERSON)) == tokens  # not due yet
+    await accounts.save_tokens(webex.h.gw.contexts["webex"], conn, PERSON, tokens.__class__(
         tokens.access_token, tokens.refresh_token, time.time() + 60, tokens.refresh_expires_at, tokens.scopes))
-    await tasks.refresh_tokens(webex.h.gw)
-    fresh = await accounts.load_tokens(webex.h.gw, conn, PERSON)
+    await tasks.refresh_tokens(webex.h.gw.contexts["webex"])
+    fresh = await accounts.load_tokens(webex.h.gw.contexts["webex"], conn, PERSON)
     assert fresh is not None and fresh.access_token == "access-token-refreshed-1"
     assert fresh.expires_at > time.time() + 1_000_000
     form = webex.fake.requests("POST", "/access_token")[-1].form
@@ -121,11 +121,11 @@ async def test_periodic_refresh_renews_expiring_tokens(webex: Webex) -> None:
 
 async def test_refused_refresh_marks_user_needs_login(webex: Webex) -> None:
     conn = await _conn(webex)
-    tokens = await accounts.load_tokens(webex.h.gw, conn, PERSON)
+    tokens = await accounts.load_tokens(webex.h.gw.contexts["webex"], conn, PERSON)
     assert tokens is not None
-    await accounts.save_tokens(webex.h.gw, conn, PERSON, tokens.__class__(
+    await accounts.save_tokens(webex.h.gw.contexts["webex"], conn, PERSON, tokens.__class__(
         tokens.access_token, "revoked-refresh-token", time.time() + 60, tokens.refresh_expires_at, tokens.scopes))
-    await tasks.refresh_tokens(webex.h.gw)
+    await tasks.refresh_tokens(webex.h.gw.contexts["webex"])
     users = await webex.users()
     assert users[0]["status"] == "needs_login" and users[0]["email"] == AGENT_EMAIL
     # the user's webhooks keep delivering meanwhile
@@ -176,7 +176,7 @@ async def test_inactive_webhook_is_reactivated_with_backoff(webex: Webex, caplog
     hook_id, _ = webex.hook("telephony_calls", "updated")
     webex.fake.webhooks[hook_id]["status"] = "inactive"
     caplog.set_level(logging.INFO)
-    assert await tasks.check_webhooks(webex.h.gw) == 1
+    assert await tasks.check_webhooks(webex.h.gw.contexts["webex"]) == 1
     puts = webex.fake.requests("PUT", f"/webhooks/{hook_id}")
     assert len(puts) == 1 and puts[0].json["status"] == "active"
     assert puts[0].json["targetUrl"] == webex.h.gw.webhook_url(await _conn(webex))
@@ -186,7 +186,7 @@ async def test_inactive_webhook_is_reactivated_with_backoff(webex: Webex, caplog
                and not line.endswith(" 0.0") for line in metrics.splitlines())
     # disabled again at once: the next check waits (back-off) instead of hammering Webex
     webex.fake.webhooks[hook_id]["status"] = "inactive"
-    assert await tasks.check_webhooks(webex.h.gw) == 0
+    assert await tasks.check_webhooks(webex.h.gw.contexts["webex"]) == 0
     assert len(webex.fake.requests("PUT", f"/webhooks/{hook_id}")) == 1
     assert PERSON not in caplog.text
 
@@ -194,7 +194,7 @@ async def test_inactive_webhook_is_reactivated_with_backoff(webex: Webex, caplog
 # --- hostile input -------------------------------------------------------------------------------------
 
 async def _nothing_stored(webex: Webex) -> None:
-    st = accounts.storage(webex.h.gw, "acme")
+    st = webex.h.context("webex").storage("acme")
     assert await st.all("call") == []
     assert webex.h.recorder.events == []
 
@@ -281,7 +281,7 @@ async def test_no_personal_data_in_logs(gateway_harness: Any, fake_webex: tuple[
     await h.recorder.wait_for(3)
     await w.deliver("created", {"id": "rec-x"}, resource="convergedRecordings")
     fake.webhooks[w.hook("telephony_calls", "created")[0]]["status"] = "inactive"
-    await tasks.check_webhooks(h.gw)
+    await tasks.check_webhooks(h.gw.contexts["webex"])
     await w.deliver("created", INBOUND_ANSWERED[0][1], secret="wrong")
     fake.valid_tokens.clear()
     fake.token_response["refresh_token"] = "rotated"
@@ -303,7 +303,7 @@ async def test_no_personal_data_in_logs(gateway_harness: Any, fake_webex: tuple[
 async def test_call_state_and_dropped_webhooks_are_purged_with_the_call_records(webex: Webex) -> None:
     await webex.sequence(INBOUND_ANSWERED)
     await webex.h.recorder.wait_for(3)
-    st = accounts.storage(webex.h.gw, "acme")
+    st = webex.h.context("webex").storage("acme")
     assert len(await st.all("call")) == 1
     hook_id, secret = webex.hook("telephony_calls", "created")
     await webex.h.admin("POST", f"/plugins/webex/tenants/acme/connections/{webex.connection_id}/users/{PERSON}"
@@ -321,10 +321,11 @@ async def test_call_state_and_dropped_webhooks_are_purged_with_the_call_records(
 async def test_subject_export_and_erase_cover_call_state(webex: Webex) -> None:
     await webex.sequence(INBOUND_ANSWERED)
     await webex.h.recorder.wait_for(3)
-    subject = Subject.parse(phone=CALLER)
-    exported = await plugin.subject_export(gateway=webex.h.gw, tenant="acme", subject=subject)
-    assert exported is not None and [c["direction"] for c in exported["calls"]] == ["in"]
-    assert await plugin.subject_export(gateway=webex.h.gw, tenant="acme",
-                                       subject=Subject.parse(phone="+4930999999")) is None
-    assert await plugin.subject_erase(gateway=webex.h.gw, tenant="acme", subject=subject) == 1
-    assert await accounts.storage(webex.h.gw, "acme").all("call") == []
+    exported = await webex.h.admin("POST", "/tenants/acme/subjects/export", {"phone": CALLER}, expect=200)
+    states = [r["value"] for r in exported["plugins"]["webex"]["records"] if r["kind"] == "call"]
+    assert [s["direction"] for s in states] == ["in"]
+    other = await webex.h.admin("POST", "/tenants/acme/subjects/export", {"phone": "+4930999999"}, expect=200)
+    assert "webex" not in other["plugins"]
+    erased = await webex.h.admin("POST", "/tenants/acme/subjects/erase", {"phone": CALLER}, expect=200)
+    assert erased["erased"]["plugins"]["webex"] == 1
+    assert await webex.h.context("webex").storage("acme").all("call") == []

@@ -148,7 +148,7 @@ async def test_recording_joins_call_and_link_is_fetched_at_delivery(webex: Webex
     fetched = webex.fake.requests("GET", f"/convergedRecordings/{RECORDING_ID}")
     assert fetched and fetched[0].headers["Authorization"] == f"Bearer {ACCESS_TOKEN}"
     # the link is nowhere in the plugin's records or the stored event
-    st = accounts.storage(webex.h.gw, "acme")
+    st = webex.h.context("webex").storage("acme")
     for kind in ("call", "recording", "webhook", "token"):
         assert "audio.mp3" not in orjson.dumps(await st.all(kind)).decode()
     assert "audio.mp3" not in orjson.dumps(rec.to_dict()).decode()
