@@ -9,6 +9,7 @@ sink bindings, and it sees other plugins' connections without their settings.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -121,7 +122,7 @@ class Users:
         return await self._gw.directory.list(connection)
 
     async def find(self, tenant: str, *, email: str | None = None,
-                   extension: str | None = None) -> list[tuple[Connection, TelephonyUser]]:
+                   extension: str | None = None) -> builtins.list[tuple[Connection, TelephonyUser]]:
         """Users of any of the tenant's connections by e-mail or extension (mapping CRM users)."""
         return [(_foreign(c, self._plugin), u)
                 for c, u in await self._gw.directory.find(tenant, email=email, extension=extension)]

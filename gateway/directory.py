@@ -7,6 +7,7 @@ whatever the telephone system.
 
 from __future__ import annotations
 
+import builtins
 from typing import TYPE_CHECKING
 
 from .audit import AuditLog
@@ -35,7 +36,7 @@ class Directory:
         return await self._store.users.list(connection)
 
     async def find(self, tenant: str, *, email: str | None = None,
-                   extension: str | None = None) -> list[tuple[Connection, TelephonyUser]]:
+                   extension: str | None = None) -> builtins.list[tuple[Connection, TelephonyUser]]:
         """Users of any of the tenant's connections by e-mail or extension."""
         found = []
         for cid, user in await self._store.users.find(tenant, email=email, extension=extension):
@@ -45,7 +46,7 @@ class Directory:
         return found
 
     async def active(self, tenant: str, *, email: str | None = None,
-                     extension: str | None = None) -> list[tuple[Connection, TelephonyUser]]:
+                     extension: str | None = None) -> builtins.list[tuple[Connection, TelephonyUser]]:
         """Usable users (active, on an active connection): by e-mail first, else extension."""
         candidates = await self.find(tenant, email=email) if email else []
         if not candidates and extension:

@@ -5,6 +5,7 @@ directory, click-to-call and retention live in the modules named for them."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -108,8 +109,7 @@ class Gateway:
             await self.dispatcher.start()
         if background:
             for task in self.registry.tasks:
-                context = self.contexts[task.plugin]
-                self._every(task.name, task.interval, lambda f=task.func, c=context: f(c))
+                self._every(task.name, task.interval, functools.partial(task.func, self.contexts[task.plugin]))
             self._every("retention", RETENTION_INTERVAL, self.retention.purge_now)
             self._every("audit", AUDIT_FLUSH_INTERVAL, self.store.audit.flush)
             if deliver:

@@ -7,6 +7,7 @@ crypto-shreds the tenant's rows and key.
 
 from __future__ import annotations
 
+import builtins
 import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -101,7 +102,7 @@ class Tenancy:
     async def unbind(self, tenant: str, plugin: str) -> None:
         await self._store.sinks.unbind(tenant, plugin)
 
-    async def bindings(self, tenant: str) -> list[SinkBinding]:
+    async def bindings(self, tenant: str) -> builtins.list[SinkBinding]:
         return await self._store.sinks.bindings(tenant)
 
     async def binding(self, tenant: str, plugin: str) -> SinkBinding | None:
@@ -120,7 +121,7 @@ class Tenancy:
             raise NotFound("unknown connection")
         return found
 
-    async def connections(self, tenant: str | None = None, plugin: str | None = None) -> list[Connection]:
+    async def connections(self, tenant: str | None = None, plugin: str | None = None) -> builtins.list[Connection]:
         """Connections of a tenant, of a plugin, or with neither of every tenant."""
         return await self._store.connections.list(tenant, plugin)
 
