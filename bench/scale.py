@@ -18,7 +18,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ async def _generate(db: str, key: str, connection_ids: list[str], records: int, 
     await store.open()
     started = time.monotonic()
     try:
-        conns = [c for c in [await store.get_connection(cid) for cid in connection_ids] if c is not None]
+        conns = [c for c in [await store.connections.get(cid) for cid in connection_ids] if c is not None]
         now_ms = int(time.time() * 1000)
         per = max(1, records // len(conns))
         states = (CallState.RINGING, CallState.ANSWERED, CallState.ENDED)
@@ -63,7 +63,7 @@ async def _generate(db: str, key: str, connection_ids: list[str], records: int, 
                                     outcome=Outcome.ANSWERED if i % 3 == 2 else None,
                                     duration=42 if i % 3 == 2 else None)
                           for i in range(size)]
-                jobs.append(store.ingest(conn, events, received))
+                jobs.append(store.events.ingest(conn, events, received))
             made += count
         await _gather_limited(jobs, 64)
         await store.checkpoint()

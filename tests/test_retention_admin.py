@@ -17,7 +17,7 @@ async def test_purge_route_deletes_expired_call_records_only(demo):
         await demo.gw.ingest.store(conn, [ev], received_at=received)
     body = await demo.admin("POST", "/retention/purge", expect=200)
     assert body["deleted"]["events"] == 2
-    rows = await demo.gw.store._all("SELECT COUNT(*) FROM events")
+    rows = await demo.gw.store.db.all("SELECT COUNT(*) FROM events")
     assert rows[0][0] == 1
     again = await demo.admin("POST", "/retention/purge", expect=200)
     assert again["deleted"]["events"] == 0

@@ -26,7 +26,7 @@ async def test_a_second_serving_gateway_is_refused_until_the_first_closes(tmp_pa
         # a command (purge, replay, rotation) works beside the server: it takes no claim
         command = build_gateway(config)
         await command.open(deliver=False, background=False)
-        assert await command.store.count_deliveries("pending") == 0
+        assert await command.store.events.count("pending") == 0
         await command.close()
     finally:
         await first.close()
@@ -42,10 +42,10 @@ async def test_a_refused_gateway_does_not_migrate_the_served_database(tmp_path: 
     await first.open()
     try:
         # as if the running server were an older release, one migration behind
-        await first.store.w.submit(lambda c: c.execute("UPDATE meta SET value='1' WHERE key='schema_version'"))
+        await first.store.db.w.submit(lambda c: c.execute("UPDATE meta SET value='1' WHERE key='schema_version'"))
         with pytest.raises(StoreError, match="another gateway process"):
             await build_gateway(config).open()
-        assert await first.store._one("SELECT value FROM meta WHERE key='schema_version'") == ("1",)
+        assert await first.store.db.one("SELECT value FROM meta WHERE key='schema_version'") == ("1",)
     finally:
         await first.close()
 

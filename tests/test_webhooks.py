@@ -19,7 +19,7 @@ def event(eid: str = "e1", call: str = "c1", state: str = "ringing", **more: obj
 
 
 async def stored_events(h) -> int:
-    rows = await h.gw.store._all("SELECT COUNT(*) FROM events")
+    rows = await h.gw.store.db.all("SELECT COUNT(*) FROM events")
     return rows[0][0]
 
 
@@ -36,7 +36,7 @@ async def test_duplicate_is_200_and_has_no_second_effect(demo):
         assert resp.status == 200
     await demo.recorder.wait_for(1)
     assert await stored_events(demo) == 1
-    assert (await demo.gw.store._all("SELECT COUNT(*) FROM deliveries"))[0][0] == 1
+    assert (await demo.gw.store.db.all("SELECT COUNT(*) FROM deliveries"))[0][0] == 1
     assert len(demo.recorder.deliveries) == 1
 
 

@@ -71,7 +71,7 @@ async def test_a_portal_down_keeps_its_backlog_in_the_store_and_others_flow(gate
     for state in STATES:
         for c in range(calls):
             await post(h, ids["acme"], f"a{c}-{state}", f"a{c}", state)
-    assert await h.gw.store.count_deliveries("pending") == 3 * calls
+    assert await h.gw.store.events.count("pending") == 3 * calls
     assert h.gw.dispatcher.depth <= WINDOW
     await wait_until(lambda: sink.refused >= WINDOW)  # the window is being retried
 
@@ -85,8 +85,8 @@ async def test_a_portal_down_keeps_its_backlog_in_the_store_and_others_flow(gate
     await sink.wait_for(3 + 3 * calls, timeout=30)
     assert_once_and_in_call_order([e for e in sink.events if e.tenant == "acme"], calls)
     await wait_until(lambda: h.gw.dispatcher.depth == 0)
-    assert await h.gw.store.count_deliveries("pending") == 0
-    assert await h.gw.store.dead_letters() == []
+    assert await h.gw.store.events.count("pending") == 0
+    assert await h.gw.store.events.dead_letters() == []
 
 
 async def test_a_restart_with_a_backlog_loads_only_the_window(tmp_path: Path) -> None:
@@ -97,10 +97,10 @@ async def test_a_restart_with_a_backlog_loads_only_the_window(tmp_path: Path) ->
     first = build_gateway(config, [("crm", SinkPlugin(sink))])
     await first.open()
     try:
-        await first.store.create_tenant("acme")
-        await first.store.bind_sink("acme", "crm", {})
-        conn = await first.store.add_connection(Connection(
-            id=first.store.new_connection_id(), tenant="acme", plugin="demo", settings={"secret": SECRET}))
+        await first.store.tenants.create("acme")
+        await first.store.sinks.bind("acme", "crm", {})
+        conn = await first.store.connections.add(Connection(
+            id=first.store.connections.new_id(), tenant="acme", plugin="demo", settings={"secret": SECRET}))
         now = datetime.now(timezone.utc)
         for i, state in enumerate(STATES):
             await first.ingest.store(conn, [CallEvent(event_id=f"c{c}-{state}", call_id=f"c{c}",
@@ -113,13 +113,13 @@ async def test_a_restart_with_a_backlog_loads_only_the_window(tmp_path: Path) ->
     second = build_gateway(config, [("crm", SinkPlugin(sink))])
     await second.open()
     try:
-        assert await second.store.count_deliveries("pending") == 3 * calls
+        assert await second.store.events.count("pending") == 3 * calls
         assert second.dispatcher.depth == WINDOW
         sink.down.clear()
         await sink.wait_for(3 * calls, timeout=30)
         assert_once_and_in_call_order(sink.events, calls)
         await wait_until(lambda: second.dispatcher.depth == 0)
-        assert await second.store.count_deliveries("pending") == 0
+        assert await second.store.events.count("pending") == 0
     finally:
         await second.close()
 

@@ -72,7 +72,7 @@ async def test_per_call_order_holds_through_failures_and_other_calls_go_on(gatew
     # the fast call did not wait for the slow one
     first_fast_done = next(i for i, ev in enumerate(sink.events) if ev.call_id == "fast")
     assert first_fast_done == 0
-    assert await h.gw.store.dead_letters() == []
+    assert await h.gw.store.events.dead_letters() == []
 
 
 async def test_a_failing_sink_neither_blocks_nor_retriggers_another(gateway_harness):
@@ -109,7 +109,7 @@ async def test_dead_letter_after_the_horizon_then_replay(gateway_harness):
     flaky.left.clear()
     await h.admin("POST", f"/deadletters/{letters[0]['id']}/replay", expect=200)
     assert [e.call_id for e in await flaky.wait_for(1)] == ["c"]
-    assert await h.gw.store.dead_letters() == []
+    assert await h.gw.store.events.dead_letters() == []
     await h.admin("POST", "/deadletters/999999/replay", expect=404)
     await h.admin("POST", "/deadletters/abc/replay", expect=404)
 
@@ -128,7 +128,7 @@ async def test_permanent_errors_dead_letter_at_once_without_personal_data(gatewa
     cid = (await h.connect("acme", "demo", {"secret": SECRET}))["id"]
     await post(h, cid, "e1", "c", "ringing")
     for _ in range(100):
-        letters = await h.gw.store.dead_letters()
+        letters = await h.gw.store.events.dead_letters()
         if letters:
             break
         await asyncio.sleep(0.02)
@@ -155,8 +155,8 @@ async def test_paused_tenant_keeps_its_deliveries_beyond_the_horizon(gateway_har
     cid = (await h.connect("acme", "demo", {"secret": SECRET}))["id"]
     await post(h, cid, "e1", "c", "ringing")
     await asyncio.sleep(0.3)
-    assert await h.gw.store.dead_letters() == []
-    assert await h.gw.store.count_deliveries("pending") == 1
+    assert await h.gw.store.events.dead_letters() == []
+    assert await h.gw.store.events.count("pending") == 1
     sink.paused = False
     assert len(await sink.wait_for(1)) == 1
 
@@ -165,7 +165,7 @@ async def _dead_letter(h, flaky: FlakySink, call: str) -> int:
     cid = (await h.connect("acme", "demo", {"secret": SECRET}))["id"]
     await post(h, cid, f"{call}-e1", call, "ringing")
     for _ in range(200):
-        letters = await h.gw.store.dead_letters()
+        letters = await h.gw.store.events.dead_letters()
         if letters:
             return letters[0].id
         await asyncio.sleep(0.02)
@@ -181,7 +181,7 @@ async def test_a_replay_from_another_process_is_delivered_at_the_next_rescan(gat
     letter = await _dead_letter(h, flaky, "c")
     flaky.left.clear()
     flaky.failures = 0
-    await h.gw.store.replay_dead_letter(letter)  # what the command does, without the dispatcher
+    await h.gw.store.events.replay(letter)  # what the command does, without the dispatcher
     await asyncio.sleep(0.2)
     assert flaky.deliveries == []  # nobody told this process
     assert await h.gw.dispatcher.rescan() == 1
@@ -190,7 +190,7 @@ async def test_a_replay_from_another_process_is_delivered_at_the_next_rescan(gat
         if h.gw.dispatcher.depth == 0:
             break
         await asyncio.sleep(0.02)
-    assert await h.gw.store.count_deliveries("pending") == 0
+    assert await h.gw.store.events.count("pending") == 0
     assert await h.gw.dispatcher.rescan() == 0
     assert len(flaky.deliveries) == 1
 
@@ -220,7 +220,7 @@ async def test_a_delivery_finishing_during_a_rescan_does_not_go_out_twice(gatewa
     await post(h, cid, "e1", "call-1", "ringing")
     await asyncio.wait_for(sink.started.wait(), 5)
     # another pending row this process does not know of, so the rescan reads the queue
-    await h.gw.store.w.submit(lambda c: c.execute(
+    await h.gw.store.db.w.submit(lambda c: c.execute(
         "INSERT INTO deliveries (event_seq, tenant, sink, call_key, state, attempts, next_at, received_at, "
         "since, updated_at) SELECT event_seq, tenant, 'gone', call_key, 'pending', 0, next_at, received_at, "
         "since, updated_at FROM deliveries"))

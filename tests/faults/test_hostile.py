@@ -53,7 +53,7 @@ def corpus(body: bytes, ctype: str, header: str, signer: Callable[[bytes], str])
 
 async def count_rows(h: Any) -> tuple[int, int, int]:
     store = h.gw.store
-    return tuple([(await store._all(f"SELECT COUNT(*) FROM {t}"))[0][0]  # type: ignore[return-value]
+    return tuple([(await store.db.all(f"SELECT COUNT(*) FROM {t}"))[0][0]  # type: ignore[return-value]
                   for t in ("events", "deliveries", "tenants")])
 
 

@@ -62,7 +62,7 @@ async def test_crm_outage_loses_nothing_and_resumes_in_order(gateway_harness):
                                                          "X-Demo-Signature": sign(SECRET, body)})
             assert resp.status == 200
     await asyncio.sleep(0.3)
-    assert await h.gw.store.count_deliveries("done") == 0
+    assert await h.gw.store.events.count("done") == 0
 
     # phase 2 and 3: the CRM answers, but with HTML 503 pages, then with rate-limit errors
     app = web.Application()
@@ -86,6 +86,6 @@ async def test_crm_outage_loses_nothing_and_resumes_in_order(gateway_harness):
     assert len(crm.applied) == CALLS * len(STATES)
     for n in range(CALLS):
         assert [s for c, s in crm.applied if c == f"call{n}"] == list(STATES)
-    assert await h.gw.store.dead_letters() == []
+    assert await h.gw.store.events.dead_letters() == []
     letters = await h.admin("GET", "/deadletters")
     assert letters == {"dead_letters": []}

@@ -28,7 +28,7 @@ async def test_operations_are_audited_without_personal_data_and_the_chain_verifi
     refused = await demo.client.get("/admin/v1/tenants", headers={"Authorization": "Bearer wrong-token-0123456789"})
     assert refused.status == 401
     await demo.admin("DELETE", f"/tenants/acme/connections/{demo.connection_id}", expect=200)
-    await demo.gw.store.flush_audit()
+    await demo.gw.store.audit.flush()
 
     env = cli_env(demo)
     listed = gateway_cli("audit", "list", env=env)
@@ -56,7 +56,7 @@ async def test_operations_are_audited_without_personal_data_and_the_chain_verifi
 
 async def test_an_altered_entry_is_named_by_verify(demo):
     await demo.admin("GET", "/tenants", expect=200)
-    await demo.gw.store.flush_audit()
+    await demo.gw.store.audit.flush()
     con = sqlite3.connect(demo.gw.store.path)
     con.execute("UPDATE audit_log SET details = replace(details, '200', '204') WHERE action='admin.access'")
     broken = con.execute("SELECT MIN(seq) FROM audit_log WHERE details LIKE '%204%'").fetchone()[0]

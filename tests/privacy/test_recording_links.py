@@ -101,7 +101,7 @@ async def test_a_recording_link_reaches_the_sink_and_nothing_else(gateway_harnes
     assert plugin.sink.links == [None, LINK]  # passed through to the CRM at delivery time
     assert letters[0]["reason"] == "PermanentError:REFUSED"
 
-    await h.gw.store.flush_audit()
+    await h.gw.store.audit.flush()
     metrics = await (await h.client.get("/metrics")).text()
     files = b"".join(open(p, "rb").read() for p in h.gw.store.file_paths())
     export = await h.admin("POST", "/tenants/acme/subjects/export", {"phone": "+4922199988877"}, expect=200)

@@ -32,7 +32,8 @@ async def test_migrations_apply_once(tmp_path):
     for _ in range(2):
         store = Store(path, key)
         await store.open()
-        await store.ensure_tenant("acme")
+        if await store.tenants.get("acme") is None:
+            await store.tenants.create("acme")
         await store.close()
     con = sqlite3.connect(path)
     assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
@@ -69,7 +70,7 @@ async def store(tmp_path):
 
 
 async def test_every_commit_is_durable_and_deleted_pages_are_zeroed(store):
-    pragmas = await store.w.submit(lambda conn: [conn.execute(f"PRAGMA {p}").fetchone()[0]
+    pragmas = await store.db.w.submit(lambda conn: [conn.execute(f"PRAGMA {p}").fetchone()[0]
                                                  for p in ("journal_mode", "synchronous", "secure_delete")])
     assert pragmas == ["wal", 2, 1]  # 2: FULL, an fsync per commit
 
@@ -78,11 +79,11 @@ async def test_a_burst_of_queued_records_with_phones_is_written_in_few_statement
     """Per-call state is on the ingest path: rows queued together go in multi-row statements."""
     await store.tenants.create("acme")
     statements: list[str] = []
-    await store.w.submit(lambda conn: conn.set_trace_callback(statements.append))
+    await store.db.w.submit(lambda conn: conn.set_trace_callback(statements.append))
     for i in range(50):
         await store.records.put("acme", "p", "call", f"c{i}", i, phones=(f"+49221{i:07d}",), wait=False)
     await store.records.put("acme", "p", "call", "last", 50)
-    await store.w.submit(lambda conn: conn.set_trace_callback(None))
+    await store.db.w.submit(lambda conn: conn.set_trace_callback(None))
     writes = [s for s in statements if s.startswith(("INSERT", "DELETE"))]
     assert len(writes) <= 6, writes  # records, their old phones, their new phones: per 60 rows
     assert await store.records.by_phone("acme", "+492210000049") == [("p", "call", "c49", 49)]

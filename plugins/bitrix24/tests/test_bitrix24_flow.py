@@ -142,7 +142,7 @@ async def test_whole_inbound_call_then_uninstall_leaves_nothing(gateway_harness:
     for kind in ("portal", "oauth", "call", "usercache"):
         with pytest.raises(NotFound):  # the tenant's key and records are gone
             await h.gw.contexts["bitrix24"].storage(MEMBER).all(kind)
-    rows = await h.gw.store._all("SELECT COUNT(*) FROM records WHERE tenant=?", (MEMBER,))
+    rows = await h.gw.store.db.all("SELECT COUNT(*) FROM records WHERE tenant=?", (MEMBER,))
     assert rows[0][0] == 0
     await h.gw.store.checkpoint()
     blobs = b"".join(open(p, "rb").read() for p in h.gw.store.file_paths())

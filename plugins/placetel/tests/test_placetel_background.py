@@ -119,7 +119,7 @@ async def test_rejected_key_in_the_round_marks_broken(pt):
 
 async def test_concurrent_notifications_of_one_call_keep_the_memory_whole(pt):
     """CallAccepted and HungUp racing each other: neither update of the call memory is lost."""
-    storage = pt.gw.contexts["placetel"].storage("acme")
+    pt.gw.contexts["placetel"].storage("acme")
     calls = [f"{i:064x}" for i in range(1, 6)]
     await post_all(pt, *(incoming(call_id=c) for c in calls))
     await asyncio.gather(*(post_all(pt, body) for c in calls

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway import BadRequest, RetryableError, Subject
+from gateway import BadRequest, RetryableError
 from gateway.testing import ADMIN_TOKEN
 from gateway_webex import accounts, tasks
 from gateway_webex.signature import sign

@@ -8,7 +8,7 @@ import orjson
 from yarl import URL
 
 from gateway import ANONYMOUS, CallState, Direction, Outcome
-from gateway_webex import accounts, oauth
+from gateway_webex import oauth
 from webex_fixtures import (
     ACCESS_TOKEN,
     CALLER,
