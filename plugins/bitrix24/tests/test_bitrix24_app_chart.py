@@ -51,13 +51,13 @@ def test_deterministic_and_empty_safe() -> None:
     assert chart(bars) == chart(bars)
     empty = chart([], summary="No calls")
     root = ET.fromstring(empty)
-    assert not list(root.iter(f"{SVG}rect")) and f'viewBox="0 0 640 {HEIGHT}"' in empty
+    assert not list(root.iter(f"{SVG}rect")) and f'viewBox="0 0 480 {HEIGHT}"' in empty
 
 
 def test_labels_are_thinned_for_many_bars() -> None:
     svg = chart([Bar(f"{h}:00", 1, 0) for h in range(24)])
     labels = [t.text for t in ET.fromstring(svg).iter(f"{SVG}text") if (t.get("text-anchor") == "middle")]
-    assert labels == [f"{h}:00" for h in range(0, 24, 2)]
+    assert labels == [f"{h}:00" for h in range(0, 24, 3)]
 
 
 def test_scale_and_validation() -> None:

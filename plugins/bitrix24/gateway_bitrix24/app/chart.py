@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-WIDTH = 640
-HEIGHT = 200
-_LEFT, _RIGHT, _TOP, _BOTTOM = 40, 8, 10, 26
+WIDTH = 480
+HEIGHT = 180
+_LEFT, _RIGHT, _TOP, _BOTTOM = 34, 6, 10, 26
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +70,7 @@ def bar_chart(bars: Sequence[Bar], *, title: str, summary: str, written_label: s
     if bars:
         slot = plot_w / len(bars)
         width = max(1.0, slot * 0.7)
-        every = max(1, -(-len(bars) // 12))  # at most 12 labels under the bars
+        every = max(1, -(-len(bars) // 8))  # at most 8 labels under the bars
         for i, bar in enumerate(bars):
             x = _LEFT + slot * i + (slot - width) / 2
             written_h = plot_h * bar.written / top
