@@ -2,16 +2,24 @@
 
 Playwright's browser downloads are impossible here, so the browser is the system's
 ``/usr/bin/chromium`` (``CALLGATE_CHROMIUM`` to override); never run ``playwright install``.
-Tests drive it with Playwright's sync API, so the server under test runs in its own thread
-with its own event loop (:class:`ServedApp`); ``ServedApp.run`` runs a coroutine there, e.g.
-to look into a gateway the test started.
+
+Chromium is started once per test session (:func:`start_chromium`) and each test connects
+Playwright's sync API to it over the DevTools protocol. Playwright's sync API keeps its event
+loop marked as running in the main thread for as long as it is started, which breaks every
+asyncio test after it; started and stopped around each test, it leaves the rest of the suite
+alone. The server under test runs in its own thread with its own event loop
+(:class:`ServedApp`); ``ServedApp.run`` runs a coroutine there, e.g. to look into a gateway
+the test started.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
+import subprocess
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -29,6 +37,43 @@ SCREENSHOTS_ENV = "CALLGATE_SCREENSHOTS"
 WINDOW_WIDTH = 1280
 
 T = TypeVar("T")
+_ENDPOINT = re.compile(r"DevTools listening on (ws://\S+)")
+
+
+def start_chromium(profile: Path, timeout: float = 30.0) -> tuple[subprocess.Popen[bytes], str]:
+    """Start headless Chromium with a fresh profile; (process, DevTools WebSocket address)."""
+    proc = subprocess.Popen([CHROMIUM, *CHROMIUM_ARGS, "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1",
+                             f"--user-data-dir={profile}", "about:blank"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    deadline, seen = time.monotonic() + timeout, b""
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line and proc.poll() is not None:
+            break
+        seen = (seen + line)[-4000:]
+        found = _ENDPOINT.search(line.decode(errors="replace"))
+        if found:
+            threading.Thread(target=_drain, args=(proc.stderr,), daemon=True).start()
+            return proc, found.group(1)
+    proc.kill()
+    proc.wait()
+    raise RuntimeError("chromium did not start: " + seen.decode(errors="replace")[-500:])
+
+
+def _drain(stream: Any) -> None:
+    """Keep reading Chromium's log so a full pipe never blocks it."""
+    for _ in iter(stream.readline, b""):
+        pass
+
+
+def stop_chromium(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 class ServedApp:
