@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PLUGINS := $(wildcard plugins/*/setup.cfg)
 EXAMPLES := $(wildcard tests/plugins/*/setup.cfg)
 
-.PHONY: install run test bench container-smoke clean
+.PHONY: install run test bench screenshots container-smoke clean
 
 $(BIN)/gateway: setup.cfg $(PLUGINS)
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: install $(VENV)/.test-plugins
 ## bench: the benchmarks (see bench/README.md); they use the test-only plugins too
 bench: install $(VENV)/.test-plugins
 	$(BIN)/python -m bench
+
+## screenshots: refresh docs/app/*.png from the app's browser tests (Debian's chromium; never `playwright install`)
+screenshots: install $(VENV)/.test-plugins
+	CALLGATE_SCREENSHOTS=docs/app $(BIN)/python -m pytest -q plugins/bitrix24/tests/test_bitrix24_app_browser.py
 
 ## container-smoke: build the Containerfile and run the image (needs root; docs/operations.md)
 container-smoke:
