@@ -69,7 +69,7 @@ async def setup_tenants(url: str, fakes: FakesProcess, count: int) -> list[str]:
                 if r.status != 200:
                     raise RuntimeError(f"install: {r.status} {(await r.text())[:200]}")
             await admin(s, url, "PUT", f"/plugins/bitrix24/tenants/{member}/settings",
-                        {"default_user_id": 1, "crm_create": False, "show_card": True})
+                        {"responsible_user_id": 1, "crm_create": False, "show_card": True})
             return await connect_placetel(s, url, member, subscribe=False)
 
         return list(await _gather_limited([install(m) for m in members], 16))

@@ -135,7 +135,7 @@ async def run_callback(ctx: PluginContext, tenant: str, key: str, cb: CallbackRe
     client = Bitrix24Client(ctx, tenant)
     try:
         settings = await get_settings(client.st)
-        user_id = await _responsible_user(client, cb) or settings.default_user_id
+        user_id = await _responsible_user(client, cb) or settings.responsible_user_id
         if user_id is None:
             log.info("callback without a CRM user; not placed", extra={"tenant": tenant})
             ctx.count("callback_no_user")

@@ -40,28 +40,37 @@ class PluginSettings:
 
 @dataclass(frozen=True, slots=True)
 class TenantSettings:
-    """What a tenant's admin chooses: lead creation, the fallback user, whether cards pop up."""
+    """What a tenant's admin chooses. ``responsible_user_id``: who gets calls no agent can be
+    named for (``None``: the user who installed the app); ``crm_create``: new leads for unknown
+    numbers; ``show_card``: pop up call cards; ``log_internal``: write calls between colleagues
+    (never with CRM entities)."""
 
     crm_create: bool = False
-    default_user_id: int | None = None
+    responsible_user_id: int | None = None
     show_card: bool = True
+    log_internal: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"crm_create": self.crm_create, "default_user_id": self.default_user_id,
-                "show_card": self.show_card}
+        return {"crm_create": self.crm_create, "responsible_user_id": self.responsible_user_id,
+                "show_card": self.show_card, "log_internal": self.log_internal}
 
     @classmethod
     def from_dict(cls, data: Any) -> TenantSettings:
-        """Validate admin input (or stored values); unknown keys are refused."""
+        """Validate admin input (or stored values); unknown keys are refused. The name the
+        first release stored, ``default_user_id``, is read as ``responsible_user_id``."""
         if not isinstance(data, dict):
             raise BadRequest("settings must be a JSON object")
-        unknown = set(data) - {"crm_create", "default_user_id", "show_card"}
+        data = dict(data)
+        if "default_user_id" in data and "responsible_user_id" not in data:
+            data["responsible_user_id"] = data.pop("default_user_id")
+        unknown = set(data) - {"crm_create", "responsible_user_id", "show_card", "log_internal"}
         if unknown:
             raise BadRequest("unknown setting")
-        crm, show = data.get("crm_create", False), data.get("show_card", True)
-        user = data.get("default_user_id")
-        if not isinstance(crm, bool) or not isinstance(show, bool):
-            raise BadRequest("crm_create and show_card must be true or false")
+        flags = {name: data.get(name, default) for name, default in
+                 (("crm_create", False), ("show_card", True), ("log_internal", False))}
+        if not all(isinstance(v, bool) for v in flags.values()):
+            raise BadRequest("crm_create, show_card and log_internal must be true or false")
+        user = data.get("responsible_user_id")
         if user is not None and (not isinstance(user, int) or isinstance(user, bool) or user <= 0):
-            raise BadRequest("default_user_id must be a positive integer or null")
-        return cls(crm_create=crm, default_user_id=user, show_card=show)
+            raise BadRequest("responsible_user_id must be a positive integer or null")
+        return cls(responsible_user_id=user, **flags)

@@ -141,7 +141,7 @@ class CallWriter:
         if not ev.remote_number or ev.remote_number == ANONYMOUS:
             return await self._skip("anonymous"), None
         settings = await get_settings(self.st, self.binding.settings)
-        user_id = await crm_user_for(self.ctx, self.client, ev, settings.default_user_id)
+        user_id = await crm_user_for(self.ctx, self.client, ev, settings.responsible_user_id)
         if user_id is None:
             return await self._skip("no_user"), None
         return None, register_params(ev, user_id=user_id, crm_create=settings.crm_create, show=show)

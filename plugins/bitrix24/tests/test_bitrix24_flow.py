@@ -217,7 +217,7 @@ async def test_rate_limit_answer_is_retried_without_registering_twice(gateway_ha
 async def test_unmapped_user_goes_to_default_user(gateway_harness: Any, mock: Any) -> None:
     h, _, conn = await install_with_user(gateway_harness, mock)
     await h.admin("PUT", f"/plugins/bitrix24/tenants/{MEMBER}/settings",
-                  {"default_user_id": 7, "crm_create": True}, expect=200)
+                  {"responsible_user_id": 7, "crm_create": True}, expect=200)
     mock.post(PORTAL + "user.get", payload=ok([]), repeat=True)
     mock.post(PORTAL + "telephony.externalCall.register", payload=ok({"CALL_ID": "externalCall.c.1"}))
     await post_call(h, conn, call_event("e1", "pc4", "ringing", **{"from": CALLER, "user": "u1"}))
