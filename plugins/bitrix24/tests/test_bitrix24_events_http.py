@@ -1,0 +1,54 @@
+"""The event endpoint on the wire: bodies that arrive in pieces, and input that must stay 4xx."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from bitrix24_fakes import MEMBER, BitrixMock, install_with_user, uninstall_body
+
+
+@pytest.fixture
+def mock() -> Any:
+    with BitrixMock(passthrough=["http://127.0.0.1"]) as m:
+        yield m
+
+
+async def post_in_pieces(h: Any, path: str, body: bytes, pieces: int = 3, chunked: bool = False) -> int:
+    """POST ``body`` over a raw socket in ``pieces`` separate writes; return the status.
+
+    ``chunked`` sends it with ``Transfer-Encoding: chunked`` (no length known up front)."""
+    server = h.client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    length = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(body)}"
+    writer.write((f"POST {path} HTTP/1.1\r\nHost: {server.host}\r\n"
+                  "Content-Type: application/x-www-form-urlencoded\r\n"
+                  f"{length}\r\nConnection: close\r\n\r\n").encode())
+    await writer.drain()
+    step = -(-len(body) // pieces)
+    for start in range(0, len(body), step):
+        await asyncio.sleep(0.05)  # each piece reaches the server as its own segment
+        piece = body[start:start + step]
+        writer.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+        await writer.drain()
+    if chunked:
+        writer.write(b"0\r\n\r\n")
+    status_line = await reader.readline()
+    writer.close()
+    return int(status_line.split()[1])
+
+
+async def test_an_uninstall_split_across_segments_is_read_whole(gateway_harness: Any, mock: Any) -> None:
+    h, _, _ = await install_with_user(gateway_harness, mock)
+    assert await post_in_pieces(h, "/hooks/bitrix24/events", uninstall_body()) == 200
+    await h.admin("GET", f"/tenants/{MEMBER}", expect=404)
+
+
+async def test_a_chunked_body_is_read_whole_and_bounded(gateway_harness: Any, mock: Any) -> None:
+    h, _, _ = await install_with_user(gateway_harness, mock)
+    too_big = uninstall_body() + b"&pad=" + b"x" * h.gw.config.max_body
+    assert await post_in_pieces(h, "/hooks/bitrix24/events", too_big, pieces=4, chunked=True) == 413
+    await h.admin("GET", f"/tenants/{MEMBER}", expect=200)
+    assert await post_in_pieces(h, "/hooks/bitrix24/events", uninstall_body(), chunked=True) == 200
+    await h.admin("GET", f"/tenants/{MEMBER}", expect=404)
