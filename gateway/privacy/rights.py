@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BadRequest, NotFound
-from ..events import normalize_number
+from ..events import forget_numbers, normalize_number
 from ..models import TelephonyUser
 from . import Subject
 
@@ -113,6 +113,7 @@ async def erase(gw: Gateway, tenant: str, subject: Subject) -> dict[str, Any]:
     counts["restrictions"] = await gw.store.unrestrict(
         tenant, await gw.store.subject_key(tenant, subject.kind, subject.value))
     plugins, failed = await _call_plugins(gw, "subject_erase", gateway=gw, tenant=tenant, subject=subject)
+    forget_numbers()  # the number-normalisation cache may hold the person's number
     counts["plugins"] = {name: n for name, n in plugins.items() if isinstance(n, int)}
     await gw.audit("subject.erase", tenant=tenant, subject_kind=subject.kind,
                    events=counts["events"], deliveries=counts["deliveries"],
