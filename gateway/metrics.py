@@ -36,6 +36,8 @@ PURGED = Counter("gateway_purged_records_total", "Records deleted by retention",
 WEBHOOK_REACTIVATIONS = Counter("gateway_webhook_reactivations_total",
                                 "Vendor webhooks re-activated after being disabled", ["plugin"],
                                 registry=REGISTRY)
+ADMIN_REFUSED = Counter("gateway_admin_refused_total",
+                        "Admin API requests refused for want of a valid bearer token", registry=REGISTRY)
 PLUGIN_EVENTS = Counter("gateway_plugin_events_total",
                         "Plugin-specific happenings (bounded names only)", ["plugin", "what"],
                         registry=REGISTRY)

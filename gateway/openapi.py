@@ -59,7 +59,8 @@ CORE: dict[tuple[str, str], tuple[str, str, dict[str, Any] | None]] = {
         "Record an objection (treated as a restriction)", _ANY, _SUBJECT_BODY),
     ("POST", "/tenants/{tenant}/subjects/unrestrict"): (
         "Lift a restriction or objection", _ANY, _SUBJECT_BODY),
-    ("GET", "/audit"): ("Audit log entries (query: after, limit); a scoped token sees its tenant's", _ANY, None),
+    ("GET", "/audit"): ("Audit log entries (query: after >= 0, limit 1-10000, default 1000); "
+                        "a scoped token sees its tenant's", _ANY, None),
     ("GET", "/breach-report"): ("Counts of data held in a window (query: since, until)", _OPERATOR, None),
     ("POST", "/retention/purge"): (
         "Run the retention purge now, inside the serving gateway; answers its counts", _OPERATOR, None),
