@@ -35,12 +35,14 @@ def _token_scope(request: web.Request) -> str | None:
     gw = request.app[GATEWAY]
     header = request.headers.get("Authorization", "")
     scheme, _, presented = header.partition(" ")
-    if scheme.lower() != "bearer" or not presented or not gw.config.admin_tokens:
+    presented = presented.strip()
+    # a header with bytes outside ASCII (decoded with surrogates) cannot hold a token
+    if scheme.lower() != "bearer" or not presented or not presented.isascii() or not gw.config.admin_tokens:
         raise Unauthorized("a valid admin bearer token is required")
     match: str | None = None
     found = False
     for token, tenant in gw.config.admin_tokens.items():
-        if hmac.compare_digest(token.encode(), presented.strip().encode()):
+        if hmac.compare_digest(token.encode(), presented.encode()):
             found, match = True, tenant
     if not found:
         raise Unauthorized("a valid admin bearer token is required")

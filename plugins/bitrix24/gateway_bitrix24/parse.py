@@ -79,6 +79,11 @@ def _str(d: dict[str, Any], key: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
+def _digits(value: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` accepts ``²`` and other digits ``int`` refuses."""
+    return value.isascii() and value.isdigit()
+
+
 def _int(value: str, what: str) -> int:
     try:
         n = int(value)
@@ -141,8 +146,8 @@ def _auth(raw: Any) -> Auth:
     return Auth(member_id=member, application_token=app_token, domain=_str(raw, "domain"),
                 client_endpoint=_str(raw, "client_endpoint"), access_token=access,
                 refresh_token=refresh,
-                expires=_int(expires, "auth.expires") if expires.isdigit() else 0,
-                user_id=_int(user, "auth.user_id") if user.isdigit() else 0)
+                expires=_int(expires, "auth.expires") if _digits(expires) else 0,
+                user_id=_int(user, "auth.user_id") if _digits(user) else 0)
 
 
 def parse_event(body: bytes) -> AppEvent:
@@ -155,8 +160,9 @@ def parse_event(body: bytes) -> AppEvent:
     if not isinstance(data, dict):
         data = {}
     ts = _str(form, "ts")
-    return AppEvent(name=name, auth=_auth(form.get("auth")), data=data,
-                    ts=int(ts) if ts.isdigit() and len(ts) < 12 else 0,
+    if ts and not (_digits(ts) and len(ts) < 12):
+        raise BadRequest("ts is not a unix time")
+    return AppEvent(name=name, auth=_auth(form.get("auth")), data=data, ts=int(ts) if ts else 0,
                     handler_id=_str(form, "event_handler_id")[:32])
 
 
@@ -188,7 +194,7 @@ def parse_ui_install(body: bytes) -> UiInstall:
     expires = _str(form, "AUTH_EXPIRES")
     return UiInstall(member_id=member, domain=_str(form, "DOMAIN"), access_token=access,
                      refresh_token=refresh,
-                     expires_in=_int(expires, "AUTH_EXPIRES") if expires.isdigit() else 3600)
+                     expires_in=_int(expires, "AUTH_EXPIRES") if _digits(expires) else 3600)
 
 
 def parse_flag(value: str) -> bool:
@@ -223,7 +229,7 @@ def parse_click_to_call(data: dict[str, Any]) -> ClickToCall:
     if not _CALL_ID.match(call_id):
         raise BadRequest("data.CALL_ID is missing or malformed")
     user = _str(data, "USER_ID")
-    if not user.isdigit():
+    if not _digits(user):
         raise BadRequest("data.USER_ID is missing")
     number = normalize_number(_str(data, "PHONE_NUMBER_INTERNATIONAL") or _str(data, "PHONE_NUMBER"))
     if not number or number == "anonymous":
@@ -234,8 +240,8 @@ def parse_click_to_call(data: dict[str, Any]) -> ClickToCall:
                        line_number=_str(data, "LINE_NUMBER")[:64],
                        is_mobile=parse_flag(_str(data, "IS_MOBILE")),
                        crm_entity_type=_str(data, "CRM_ENTITY_TYPE").upper()[:16],
-                       crm_entity_id=_int(entity, "data.CRM_ENTITY_ID") if entity.isdigit() else 0,
-                       call_list_id=_int(calllist, "data.CALL_LIST_ID") if calllist.isdigit() else 0)
+                       crm_entity_id=_int(entity, "data.CRM_ENTITY_ID") if _digits(entity) else 0,
+                       call_list_id=_int(calllist, "data.CALL_LIST_ID") if _digits(calllist) else 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,4 +264,4 @@ def parse_callback(data: dict[str, Any]) -> CallbackRequest:
     entity = _str(data, "CRM_ENTITY_ID")
     return CallbackRequest(number=number, line_number=_str(data, "LINE_NUMBER")[:64],
                            crm_entity_type=_str(data, "CRM_ENTITY_TYPE").upper()[:16],
-                           crm_entity_id=_int(entity, "data.CRM_ENTITY_ID") if entity.isdigit() else 0)
+                           crm_entity_id=_int(entity, "data.CRM_ENTITY_ID") if _digits(entity) else 0)

@@ -79,9 +79,28 @@ async def _wait_briefly(gw: Gateway, task: asyncio.Task[None]) -> None:
         log.info("click-to-call still running after the answer", extra={})
 
 
+#: What an install is told while the operator has not configured the app's credentials.
+UNCONFIGURED_RETRY_AFTER = 600
+
+
+def _unconfigured(gw: Gateway) -> web.Response | None:
+    """503 with ``Retry-After`` while the app credentials are unset: verifying an install needs
+    them, and the fault is the operator's, not the sender's (a 4xx would blame the portal)."""
+    settings = plugin_settings(gw)
+    if settings.client_id and settings.client_secret:
+        return None
+    log.warning("Bitrix24 install refused: GATEWAY_BITRIX24_CLIENT_ID/CLIENT_SECRET are not set")
+    gw.count("install_unconfigured", plugin=PLUGIN)
+    response = json_response({"error": "the Bitrix24 app is not configured on this gateway"}, status=503)
+    response.headers["Retry-After"] = str(UNCONFIGURED_RETRY_AFTER)
+    return response
+
+
 async def handle_event(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     event = parse_event(await _form_body(request))
+    if event.name in (INSTALL, UPDATE) and (refused := _unconfigured(gw)) is not None:
+        return refused
     if event.name == INSTALL:
         result = await lifecycle.on_install(gw, event.auth)
         return json_response({"status": result})
@@ -123,6 +142,8 @@ async def handle_ui_install(request: web.Request) -> web.Response:
     """``POST /apps/bitrix24/install``: the install page of an app with a UI."""
     gw = request.app[GATEWAY]
     ui = parse_ui_install(await _form_body(request))
+    if (refused := _unconfigured(gw)) is not None:
+        return refused
     await lifecycle.on_ui_install(gw, ui)
     return web.Response(text=INSTALL_PAGE, content_type="text/html")
 

@@ -6,7 +6,17 @@ import asyncio
 from typing import Any
 
 import pytest
-from bitrix24_fakes import MEMBER, BitrixMock, install_with_user, uninstall_body
+from bitrix24_fakes import (
+    ENV,
+    FORM,
+    MEMBER,
+    BitrixMock,
+    form,
+    install_body,
+    install_with_user,
+    oauth_calls,
+    uninstall_body,
+)
 
 
 @pytest.fixture
@@ -51,4 +61,26 @@ async def test_a_chunked_body_is_read_whole_and_bounded(gateway_harness: Any, mo
     assert await post_in_pieces(h, "/hooks/bitrix24/events", too_big, pieces=4, chunked=True) == 413
     await h.admin("GET", f"/tenants/{MEMBER}", expect=200)
     assert await post_in_pieces(h, "/hooks/bitrix24/events", uninstall_body(), chunked=True) == 200
+    await h.admin("GET", f"/tenants/{MEMBER}", expect=404)
+
+
+@pytest.mark.parametrize("ts", ["%C2%B2", "%D9%A3", "1e9", "-1", "9" * 12])
+async def test_a_ts_that_is_not_a_unix_time_is_400(gateway_harness: Any, ts: str) -> None:
+    h = await gateway_harness(env=ENV)
+    body = uninstall_body().replace(b"ts=1466439714", f"ts={ts}".encode())
+    resp = await h.client.post("/hooks/bitrix24/events", data=body, headers=FORM)
+    assert resp.status == 400
+
+
+async def test_an_install_while_the_app_is_not_configured_is_503_with_retry_after(
+        gateway_harness: Any, mock: Any) -> None:
+    h = await gateway_harness()  # no GATEWAY_BITRIX24_CLIENT_ID / CLIENT_SECRET
+    resp = await h.client.post("/hooks/bitrix24/events", data=install_body(), headers=FORM)
+    assert resp.status == 503 and int(resp.headers["Retry-After"]) > 0
+    assert "not configured" in (await resp.json())["error"]
+    ui = form({"member_id": MEMBER, "DOMAIN": "example.bitrix24.de", "AUTH_ID": "a" * 32,
+               "REFRESH_ID": "r" * 32, "AUTH_EXPIRES": "3600"})
+    resp = await h.client.post("/apps/bitrix24/install", data=ui, headers=FORM)
+    assert resp.status == 503 and "Retry-After" in resp.headers
+    assert oauth_calls(mock) == []
     await h.admin("GET", f"/tenants/{MEMBER}", expect=404)

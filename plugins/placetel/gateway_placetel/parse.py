@@ -42,6 +42,8 @@ _OUTBOUND_ONLY = frozenset({"busy", "canceled", "cancelled", "unavailable", "con
 _CALL_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _MAX_FIELDS = 64
 _MAX_VALUE = 512
+#: Longest call duration taken as real: a week, in seconds.
+MAX_DURATION = 7 * 24 * 3600
 
 
 class ParseError(ValueError):
@@ -115,10 +117,13 @@ def _direction(value: str | None) -> Direction | None:
 
 
 def _duration(value: str | None) -> int | None:
-    """Seconds, or ``None`` when absent or not a number: unknown is not zero."""
+    """Seconds, or ``None`` when absent or not a number: unknown is not zero. A number no call
+    can last is nonsense (and would overflow the time arithmetic): :class:`ParseError`."""
     value = (value or "").strip()
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         return None
+    if len(value) > 7 or int(value) > MAX_DURATION:
+        raise ParseError("the duration is out of range")
     return int(value)
 
 

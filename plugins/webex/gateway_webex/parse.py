@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -84,15 +84,25 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+#: Timestamps outside these years are nonsense; near year 1 or 9999 the arithmetic on them
+#: (time zones, durations) overflows.
+_YEARS = range(2000, 2200)
+
+
 def _time(value: Any) -> datetime | None:
-    """An ISO-8601 timestamp as aware UTC, ``None`` when missing or unreadable."""
+    """An ISO-8601 timestamp as aware UTC, ``None`` when missing or unreadable; a date no call
+    can have raises :class:`MalformedNotification`."""
     if not isinstance(value, str) or not value:
         return None
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo is not None else None
+    if parsed.tzinfo is None:
+        return None
+    if parsed.year not in _YEARS:
+        raise MalformedNotification("a timestamp is out of range")
+    return parsed.astimezone(timezone.utc)
 
 
 @dataclass(frozen=True, slots=True)

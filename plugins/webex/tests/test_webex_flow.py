@@ -176,3 +176,12 @@ async def test_login_is_audited_without_personal_data(webex: Webex) -> None:
     text = str(listing)
     for value in ("agent@example.com", "Agent Smith", ACCESS_TOKEN):
         assert value not in text
+
+
+async def test_timestamps_no_call_can_have_are_400_not_5xx(webex: Webex) -> None:
+    for stamp in ("0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59-01:00"):
+        for field in ("eventTimestamp", "created", "answered", "disconnected"):
+            data = call_data("disconnected", "disconnected", **{field: stamp})
+            resp = await webex.deliver("deleted", data)
+            assert resp.status == 400, (field, stamp)
+    assert webex.h.recorder.deliveries == []

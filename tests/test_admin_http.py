@@ -1,0 +1,27 @@
+"""The admin API on the wire: headers no client library would send."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+
+async def raw_request(h: Any, head: bytes) -> int:
+    """Send a raw request head (no body) and return the status of the answer."""
+    server = h.client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    writer.write(head)
+    await writer.drain()
+    status_line = await reader.readline()
+    writer.close()
+    return int(status_line.split()[1])
+
+
+@pytest.mark.parametrize("token", [b"\xff\xfe", b"test-admin-token-0123456789\xff", "t\u00f6ken".encode()])
+async def test_a_token_with_bytes_outside_ascii_is_401(gateway_harness: Any, token: bytes) -> None:
+    h = await gateway_harness()
+    head = (b"GET /admin/v1/tenants HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token
+            + b"\r\nConnection: close\r\n\r\n")
+    assert await raw_request(h, head) == 401
