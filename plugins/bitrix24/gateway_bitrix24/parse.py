@@ -33,11 +33,13 @@ CALLBACK_START = "ONEXTERNALCALLBACKSTART"
 def parse_form(body: bytes) -> dict[str, Any]:
     """Decode a form body with bracketed keys into nested dicts (``a[b][c]=v``).
 
-    Empty brackets (``a[]=1&a[]=2``) collect into a list. Later duplicates win.
+    Empty brackets (``a[]=1&a[]=2``) collect into a list. A key given twice with different
+    values is ambiguous (which one did the sender mean?) and refused; percent-escapes must
+    decode as UTF-8.
     """
     try:
         text = body.decode("utf-8")
-        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False,
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True, errors="strict",
                           max_num_fields=MAX_FIELDS)
     except (UnicodeDecodeError, ValueError):
         raise BadRequest("body is not a valid form") from None
@@ -59,6 +61,8 @@ def parse_form(body: bytes) -> dict[str, Any]:
                     raise BadRequest("malformed form key")
                 if isinstance(node.get(part), (dict, list)):
                     raise BadRequest("form key used both as a value and a group")
+                if node.get(part, value) != value:
+                    raise BadRequest("a form key appears twice with different values")
                 node[part] = value
             elif parts[i + 1] == "" and i + 1 == len(parts) - 1:
                 lst = node.setdefault(part, [])

@@ -84,3 +84,20 @@ async def test_an_install_while_the_app_is_not_configured_is_503_with_retry_afte
     assert resp.status == 503 and "Retry-After" in resp.headers
     assert oauth_calls(mock) == []
     await h.admin("GET", f"/tenants/{MEMBER}", expect=404)
+
+
+@pytest.mark.parametrize("extra", [
+    b"&auth%5Bmember_id%5D=someoneelse",  # the same key twice, another value: which one counts?
+    b"&auth%5Bapplication_token%5D=forged",
+    b"&event=ONAPPINSTALL",
+    b"&data%5BLANGUAGE_ID%5D=%ff%fe",  # percent-escapes that are not UTF-8
+    b"&data",  # a field that is not key=value
+])
+async def test_ambiguous_or_malformed_forms_are_400(gateway_harness: Any, mock: Any, extra: bytes) -> None:
+    h, _, _ = await install_with_user(gateway_harness, mock)
+    resp = await h.client.post("/hooks/bitrix24/events", data=uninstall_body() + extra, headers=FORM)
+    assert resp.status == 400
+    await h.admin("GET", f"/tenants/{MEMBER}", expect=200)
+    same_twice = uninstall_body() + b"&auth%5Bmember_id%5D=" + MEMBER.encode()
+    resp = await h.client.post("/hooks/bitrix24/events", data=same_twice, headers=FORM)
+    assert resp.status == 200  # the same value twice is not ambiguous

@@ -74,7 +74,9 @@ def parse_notification(body: bytes) -> Notification:
     """Parse a form-encoded Notify body. Raise :class:`ParseError` when it is unusable."""
     try:
         text = body.decode("utf-8")
-        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=_MAX_FIELDS)
+        # strict: percent-escapes must decode as UTF-8 too, and every field must be k=v
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True, errors="strict",
+                          max_num_fields=_MAX_FIELDS)
     except (UnicodeDecodeError, ValueError):
         raise ParseError("body is not a form-encoded Placetel notification") from None
     fields: dict[str, str] = {}

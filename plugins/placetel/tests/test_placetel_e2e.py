@@ -220,6 +220,8 @@ async def test_unknown_event_is_acknowledged_and_ignored(pt):
     b"from=0221&to=0301", b"event=HungUp&type=missed", b"\xff\xfe\x00",
     hungup("accepted", duration="99999999999"),  # would overflow the time arithmetic (was 503)
     hungup("accepted", duration=str(10**400)), hungup("accepted", duration="604801"),
+    incoming(caller="%ff%fe0221"),  # percent-escapes that are not UTF-8
+    incoming() + b"&direction", incoming() + b"&",  # a field that is not key=value
 ])
 async def test_unparseable_is_400(pt, body):
     resp = await post(pt, body)
