@@ -99,7 +99,7 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from . import logs
-    from .app import create_app
+    from .app import create_app, server_options
 
     if args.dev:
         _dev_secrets(config)
@@ -110,7 +110,7 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     app = create_app(config)
 
     async def run() -> None:
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, **server_options(config))
         await runner.setup()  # opens the store: a bad key or schema fails here, before listening
         site = web.TCPSite(runner, config.listen_host, config.listen_port, backlog=1024)
         await site.start()

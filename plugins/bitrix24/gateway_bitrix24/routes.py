@@ -61,15 +61,13 @@ async def _form_body(request: web.Request) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length,
                                             text='{"error": "body too large"}', content_type="application/json")
-    # ``content.read(n)`` returns whatever arrived first: a body split across segments would
-    # be parsed truncated (and an uninstall lost). Read to the end, never more than the limit.
-    body = bytearray()
-    while chunk := await request.content.read(limit + 1 - len(body)):
-        body += chunk
-        if len(body) > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body),
-                                                text='{"error": "body too large"}', content_type="application/json")
-    return bytes(body)
+    # The whole body (the core reads it within its deadline and size limit): never
+    # ``content.read(n)``, which returns only what arrived first and truncates split bodies.
+    body = await request.read()
+    if len(body) > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body),
+                                            text='{"error": "body too large"}', content_type="application/json")
+    return body
 
 
 async def _wait_briefly(gw: Gateway, task: asyncio.Task[None]) -> None:
