@@ -23,6 +23,13 @@ _MEMBER_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")  # also a valid core tenant 
 _CALL_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _TOKEN = re.compile(r"^[A-Za-z0-9._-]{1,256}$")
 
+#: Telephony events are acted on only this long after Bitrix24 sent them (``ts``). Bitrix24
+#: queues events and may deliver late, hence an hour; a click-to-call older than that is
+#: stale for the person who clicked, and a captured request replayed later is refused.
+EVENT_WINDOW = 3600
+#: How far ``ts`` may be ahead of our clock (clock skew).
+EVENT_SKEW = 300
+
 INSTALL = "ONAPPINSTALL"
 UPDATE = "ONAPPUPDATE"
 UNINSTALL = "ONAPPUNINSTALL"
@@ -269,3 +276,8 @@ def parse_callback(data: dict[str, Any]) -> CallbackRequest:
     return CallbackRequest(number=number, line_number=_str(data, "LINE_NUMBER")[:64],
                            crm_entity_type=_str(data, "CRM_ENTITY_TYPE").upper()[:16],
                            crm_entity_id=_int(entity, "data.CRM_ENTITY_ID") if _digits(entity) else 0)
+
+
+def is_fresh(ts: int, now: float) -> bool:
+    """Whether an event sent at ``ts`` (unix seconds; 0 = not given) may still be acted on."""
+    return ts > 0 and now - EVENT_WINDOW <= ts <= now + EVENT_SKEW

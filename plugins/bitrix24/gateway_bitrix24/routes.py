@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from aiohttp import web
@@ -32,6 +33,7 @@ from .parse import (
     INSTALL,
     UNINSTALL,
     UPDATE,
+    is_fresh,
     parse_callback,
     parse_click_to_call,
     parse_event,
@@ -109,6 +111,9 @@ async def handle_event(request: web.Request) -> web.Response:
         await lifecycle.on_uninstall(gw, event.auth)
         return json_response({"status": "removed"})
     await lifecycle.verify_event(gw, event.auth)
+    if event.name in (CALL_START, CALLBACK_START) and not is_fresh(event.ts, time.time()):
+        gw.count("stale_event", plugin=PLUGIN)
+        raise BadRequest("the event is missing its ts or is older than an hour")
     try:
         return await _telephony_event(gw, event)
     except TimeoutError:  # the dedup lease is held elsewhere: Bitrix24 does not redeliver anyway

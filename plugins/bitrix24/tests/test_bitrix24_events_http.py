@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 from bitrix24_fakes import (
@@ -11,12 +13,14 @@ from bitrix24_fakes import (
     FORM,
     MEMBER,
     BitrixMock,
+    click_body,
     form,
     install_body,
     install_with_user,
     oauth_calls,
     uninstall_body,
 )
+from gateway_bitrix24.parse import EVENT_WINDOW
 
 
 @pytest.fixture
@@ -101,3 +105,21 @@ async def test_ambiguous_or_malformed_forms_are_400(gateway_harness: Any, mock: 
     same_twice = uninstall_body() + b"&auth%5Bmember_id%5D=" + MEMBER.encode()
     resp = await h.client.post("/hooks/bitrix24/events", data=same_twice, headers=FORM)
     assert resp.status == 200  # the same value twice is not ambiguous
+
+
+async def test_telephony_events_outside_the_window_are_refused(gateway_harness: Any, mock: Any) -> None:
+    h, fake, _ = await install_with_user(gateway_harness, mock)
+    now = int(time.time())
+
+    def with_ts(call_id: str, ts: int | None) -> bytes:
+        fields = [(k, v) for k, v in parse_qsl(click_body(call_id).decode()) if k != "ts"]
+        return urlencode(fields + ([("ts", str(ts))] if ts is not None else [])).encode()
+
+    for n, ts in enumerate((now - EVENT_WINDOW - 60, now + 3600, None, 0)):
+        resp = await h.client.post("/hooks/bitrix24/events", data=with_ts(f"externalCall.old.{n}", ts),
+                                   headers=FORM)
+        assert resp.status == 400, ts
+    assert fake.source.originated == []
+    resp = await h.client.post("/hooks/bitrix24/events", data=with_ts("externalCall.late.1", now - 3000),
+                               headers=FORM)
+    assert resp.status == 200  # queued by Bitrix24 for 50 minutes: still acted on
