@@ -94,6 +94,7 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(exc)
     try:
         request[ADMIN_SCOPE] = scope
+        _known_query(request)
         tenant = request.match_info.get("tenant")
         if tenant is not None and scope is not None and tenant != scope:
             raise Forbidden("this token is scoped to another tenant")
@@ -111,6 +112,16 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise
     finally:
         await _audit_access(request, status, scope)
+
+
+def _known_query(request: web.Request) -> None:
+    """Refuse query parameters the route does not document: a misspelt ``limt`` would
+    otherwise be ignored without a word."""
+    if not request.query:
+        return
+    from .openapi import PREFIX, query_names
+    if set(request.query) - query_names(request.method, route_pattern(request).removeprefix(PREFIX)):
+        raise BadRequest("unknown query parameter")
 
 
 def route_pattern(request: web.Request) -> str:
@@ -254,6 +265,8 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     scope = request[ADMIN_SCOPE]
     tenant = scope if scope is not None else request.query.get("tenant")
+    if tenant is not None and not _TENANT_ID.match(tenant):
+        raise BadRequest("tenant is not a tenant id")
     letters = await gw.store.dead_letters(tenant)
     return json_response({"dead_letters": [
         {"id": d.id, "tenant": d.tenant, "sink": d.sink, "attempts": d.attempts, "reason": d.reason,

@@ -25,3 +25,13 @@ async def test_a_token_with_bytes_outside_ascii_is_401(gateway_harness: Any, tok
     head = (b"GET /admin/v1/tenants HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token
             + b"\r\nConnection: close\r\n\r\n")
     assert await raw_request(h, head) == 401
+
+
+async def test_unknown_query_parameters_and_malformed_tenants_are_400(gateway_harness: Any) -> None:
+    """Found by schemathesis in negative mode: both were silently ignored (200)."""
+    h = await gateway_harness()
+    for path in ("/admin/v1/audit?limt=5", "/admin/v1/tenants?x=1", "/admin/v1/deadletters?tenant=%F0%B6%99%84"):
+        resp = await h.client.get(path, headers=h.headers)
+        assert resp.status == 400, path
+    resp = await h.client.get("/admin/v1/audit?limit=5&after=0", headers=h.headers)
+    assert resp.status == 200
