@@ -86,11 +86,16 @@ def fuzz_admin_json(data: bytes) -> None:
         return
     for check in (lambda: _subject(body), lambda: _changes(body.get("changes")),
                   lambda: TenantSettings.from_dict(body), lambda: clean_details(body),
-                  lambda: [Override.from_dict(e) for e in body.get("entries") or []]):
+                  lambda: [Override.from_dict(e) for e in _entries(body)]):
         try:
             check()
         except BadRequest:
             pass
+
+
+def _entries(body: dict[str, object]) -> list[object]:
+    entries = body.get("entries")  # the route refuses anything but a list before looking inside
+    return entries if isinstance(entries, list) else []
 
 
 TARGETS: dict[str, Callable[[bytes], None]] = {
