@@ -61,6 +61,8 @@ async def body_deadline_middleware(request: web.Request, handler: Handler) -> we
     a time would hold its connection and handler for ever. Handlers get the body from
     ``request.read()`` (cached); sizes are still bounded by ``client_max_size``."""
     if request.body_exists and not request.content.is_eof():
+        if (request.content_length or 0) > client_max_size(request.app[GATEWAY].config):
+            return json_response({"error": "body too large"}, status=413)  # refused unread
         try:
             async with asyncio.timeout(request.app[GATEWAY].config.body_timeout):
                 await request.read()
@@ -81,6 +83,12 @@ async def body_deadline_middleware(request: web.Request, handler: Handler) -> we
 #: look up. aiohttp fills the header from a module global, also in the 400s it writes itself
 #: for malformed requests (those bypass the app and its signals), so the global is replaced.
 SERVER_NAME = "callgate"
+
+
+def client_max_size(config: Config) -> int:
+    """The largest body read at all: webhooks enforce ``max_body`` themselves, admin and
+    plugin routes get headroom."""
+    return max(config.max_body, 1024 * 1024)
 
 
 def server_options(config: Config) -> dict[str, Any]:
@@ -122,9 +130,8 @@ def create_app(config: Config, *, extra_plugins: Iterable[tuple[str, object]] = 
                gateway: Gateway | None = None) -> web.Application:
     """The aiohttp application. The gateway opens on start-up and closes on clean-up."""
     gw = gateway or build_gateway(config, extra_plugins)
-    # the webhook handler enforces max_body itself; leave headroom for admin and plugin routes
     app = web.Application(middlewares=[body_deadline_middleware, context_middleware, admin.admin_middleware],
-                          client_max_size=max(config.max_body, 1024 * 1024))
+                          client_max_size=client_max_size(config))
     app[GATEWAY] = gw
     setattr(web_response, "SERVER_SOFTWARE", SERVER_NAME)
 

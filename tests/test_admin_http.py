@@ -35,3 +35,10 @@ async def test_unknown_query_parameters_and_malformed_tenants_are_400(gateway_ha
         assert resp.status == 400, path
     resp = await h.client.get("/admin/v1/audit?limit=5&after=0", headers=h.headers)
     assert resp.status == 200
+
+
+async def test_a_body_announced_too_large_is_refused_before_it_is_read(gateway_harness: Any) -> None:
+    h = await gateway_harness()
+    head = (b"POST /admin/v1/tenants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 10000000\r\n\r\n{")
+    assert await asyncio.wait_for(raw_request(h, head), 5) == 413
