@@ -4,7 +4,8 @@
 
 Targets are in ``targets.py``. The seed corpus ``corpus/<target>/`` is read first; new inputs
 that reach new code are written to ``corpus/<target>-new/`` (review before adding them to the
-seeds). A crash leaves ``crash-*`` with the input in the working folder.
+seeds). ``fuzz.dict`` (values that broke parsers before) is used unless ``-dict=`` is given.
+A crash leaves ``crash-*`` with the input in the working folder.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ def main(argv: list[str]) -> int:
         from targets import TARGETS
     grown = HERE / "corpus" / f"{name}-new"
     grown.mkdir(exist_ok=True)
-    atheris.Setup([argv[0], *argv[2:], str(grown), str(HERE / "corpus" / name)], TARGETS[name])
+    options = argv[2:]
+    if not any(o.startswith("-dict=") for o in options):
+        options.append(f"-dict={HERE / 'fuzz.dict'}")
+    atheris.Setup([argv[0], *options, str(grown), str(HERE / "corpus" / name)], TARGETS[name])
     atheris.Fuzz()
     return 0
 
