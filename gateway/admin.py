@@ -74,7 +74,7 @@ class _Refusals:
             return
         count, self.pending, self.written_at = self.pending, 0, now
         try:
-            await request.app[GATEWAY].audit("admin.refused", batch=True, count=count,
+            await request.app[GATEWAY].audit.record("admin.refused", batch=True, count=count,
                                              interval=int(REFUSED_AUDIT_INTERVAL))
         except Exception as exc:
             log.error("could not audit refused admin requests", extra={"error": type(exc).__name__})

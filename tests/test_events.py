@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import orjson
 import pytest
+from demo_secret import SECRET
+from demo_source import sign
 from hypothesis import given
 from hypothesis import strategies as st
-
-import orjson
 
 from gateway import ANONYMOUS, CallEvent, CallState, Direction, Outcome, RecordingRef, events, normalize_number
 
@@ -105,13 +106,9 @@ def test_cached_numbers_expire(monkeypatch):
     assert [v for _e, v in events._number_cache.values()] == ["+4930111222"]
 
 
-async def test_an_erasure_empties_the_number_cache(gateway_harness):
-    from conftest import SECRET
-    from demo_source import sign
-
-    h = await gateway_harness()
-    await h.create_tenant("acme")
-    conn = await h.connect("acme", "demo", {"secret": SECRET})
+async def test_an_erasure_empties_the_number_cache(demo):
+    h = demo
+    conn = {"id": demo.connection_id}
     body = orjson.dumps({"id": "e1", "call": "c1", "state": "ringing", "from": "0221 98765432"})
     resp = await h.post_hook("demo", conn["id"], body,
                              {"Content-Type": "application/json", "X-Demo-Signature": sign(SECRET, body)})

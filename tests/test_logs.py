@@ -7,7 +7,7 @@ import logging
 
 import orjson
 import pytest
-from conftest import SECRET
+from demo_secret import SECRET
 from demo_source import sign
 
 from gateway import logs

@@ -7,7 +7,7 @@ import sqlite3
 
 import orjson
 import pytest
-from conftest import SECRET
+from demo_secret import SECRET
 from privacy_flows import CALLER, EMAIL, NAME, call, cli_env, gateway_cli
 
 from gateway import BadRequest, TelephonyUser
@@ -120,16 +120,16 @@ async def test_plugins_cannot_audit_personal_data_in_the_clear(demo):
 async def test_refused_admin_requests_are_counted_not_audited_one_by_one(demo):
     from gateway import metrics
 
-    await demo.gw.store.flush_audit()
-    before = len(await demo.gw.store.audit_entries())
+    await demo.gw.audit.flush()
+    before = len(await demo.gw.audit.entries())
     refused_before = metrics.ADMIN_REFUSED._value.get()
     paths = ["/admin/v1/tenants", "/admin/v1/audit", "/admin/v1/no-such-route", "/admin/x/../v1/tenants"]
     for i in range(220):
         resp = await demo.client.get(paths[i % len(paths)], headers={"Authorization": f"Bearer wrong-{i:016d}"}
                                      if i % 2 else {})
         assert resp.status == 401  # unknown routes too: nothing to learn without a token
-    await demo.gw.store.flush_audit()
-    added = (await demo.gw.store.audit_entries())[before:]
+    await demo.gw.audit.flush()
+    added = (await demo.gw.audit.entries())[before:]
     assert [(e.action, e.details["count"]) for e in added] == [("admin.refused", 1)]
     assert metrics.ADMIN_REFUSED._value.get() - refused_before == 220
 
