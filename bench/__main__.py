@@ -18,9 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import backlog, e2e, ingest, retention, scale
+from . import backlog, cpu, e2e, ingest, retention, scale
 
-SCENARIOS = ("ingest", "e2e", "scale", "retention", "backlog")
+SCENARIOS = ("ingest", "cpu", "e2e", "scale", "retention", "backlog")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,13 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", choices=SCENARIOS, help="run one scenario")
     p.add_argument("--quick", action="store_true", help="short smoke run with small N")
     p.add_argument("--tenants", type=int, help="scale: tenants (default 10000, 200 with --quick)")
-    p.add_argument("--rate", type=float, help="e2e: calls per second (default 200, 40 with --quick)")
+    p.add_argument("--rate", type=float, help="e2e: calls per second (default 200, 40 with --quick); "
+                   "cpu: webhooks per second (default 1000)")
     p.add_argument("--records", type=int, help="scale and retention: call records (default 1000000)")
     args = p.parse_args(argv)
     seconds = args.seconds or (2 if args.quick else 10)
     records = args.records or (20000 if args.quick else 1_000_000)
     runs: dict[str, Callable[[Path], dict[str, Any]]] = {
         "ingest": lambda tmp: ingest.run(tmp, seconds=seconds, connections=args.connections),
+        "cpu": lambda tmp: cpu.run(tmp, seconds=seconds, rate=args.rate or (500 if args.quick else 1000)),
         "e2e": lambda tmp: e2e.run(tmp, seconds=4 if args.quick else 30, rate=args.rate or (40 if args.quick else 200),
                                    tenants=60 if args.quick else 300),
         "scale": lambda tmp: scale.run(tmp, seconds=seconds, connections=args.connections,
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def table(results: dict[str, Any]) -> str:
     parts = []
-    printers = {"ingest": ingest.table, "e2e": e2e.table, "scale": scale.table, "retention": retention.table,
+    printers = {"ingest": ingest.table, "cpu": cpu.table, "e2e": e2e.table, "scale": scale.table, "retention": retention.table,
                 "backlog": backlog.table}
     for name in SCENARIOS:
         r = results.get(name)
