@@ -3,7 +3,9 @@
 The path of one webhook: :func:`gateway.webhooks.handle` checks the HTTP side (connection,
 content type, size), :meth:`Ingest.accept` lets the source verify and parse, :meth:`Ingest.store`
 stamps the events and hands them to the store, which deduplicates, encrypts and commits them
-with one delivery row per bound sink (fsync'd, group commit) before the 200 goes out.
+with one delivery row per bound sink (fsync'd, group commit) before the 200 goes out. A
+``deferred`` source's webhooks are journaled instead once checked (:mod:`gateway.journal`)
+and take the same path right after the 200.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .sources import Source, WebhookRequest
 
 if TYPE_CHECKING:
     from .context import PluginContext
+    from .journal import Interpreter
     from .store import Store
 
 _EVENTS_BY_STATE = {state: metrics.EVENTS.labels(state.value) for state in CallState}
@@ -30,11 +33,22 @@ class Ingest:
         self._store = store
         self._sources = sources
         self._contexts = contexts
+        #: set by the runtime in the serving process
+        self.interpreter: Interpreter | None = None
 
-    async def accept(self, connection: Connection, request: WebhookRequest) -> int:
-        """The webhook path after the HTTP checks: verify and parse, then store durably."""
+    async def accept(self, connection: Connection, request: WebhookRequest) -> int | None:
+        """The webhook path after the HTTP checks: verify and parse, then store durably.
+
+        Returns how many events were stored, or ``None`` when the request was journaled (a
+        ``deferred`` source in a serving gateway: checked and durable, interpreted right after).
+        """
         plugin = connection.plugin
-        events = await self._sources[plugin].receive(self._contexts[plugin], connection, request)
+        source, ctx = self._sources[plugin], self._contexts[plugin]
+        if source.deferred and self.interpreter is not None and self.interpreter.running:
+            await source.check(ctx, connection, request)
+            await self.interpreter.journal(connection, request)
+            return None
+        events = await source.receive(ctx, connection, request)
         if not events:
             metrics.IGNORED.labels(plugin).inc()
             return 0

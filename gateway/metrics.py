@@ -45,6 +45,14 @@ PLUGIN_EVENTS = Counter("gateway_plugin_events_total",
                         "Plugin-specific happenings (bounded names only)", ["plugin", "what"],
                         registry=REGISTRY)
 
+JOURNAL_BACKLOG = Gauge("gateway_journal_backlog", "Acknowledged webhooks waiting to be interpreted",
+                        registry=REGISTRY)
+JOURNAL_FULL = Counter("gateway_journal_full_total",
+                       "Webhooks that waited for room because the journal backlog was full", registry=REGISTRY)
+JOURNAL_UNINTERPRETABLE = Counter("gateway_journal_uninterpretable_total",
+                                  "Acknowledged webhooks the source could no longer interpret", ["plugin"],
+                                  registry=REGISTRY)
+
 _NAMED = {"webhook_reactivated": WEBHOOK_REACTIVATIONS, "insecure_webhook": INSECURE,
           "ignored_notification": IGNORED}
 

@@ -24,6 +24,7 @@ from .directory import Directory
 from .errors import GatewayError, PluginError
 from .events import CallEvent
 from .ingest import Ingest
+from .journal import Interpreter
 from .locks import KeyedLocks
 from .models import Connection
 from .plugins import PluginHost, PluginInfo, Registry
@@ -69,6 +70,8 @@ class Gateway:
         self.tenancy = Tenancy(self.store, self.audit, self.host, self.sources, self.sinks, self.contexts)
         self.directory = Directory(self.store, self.audit, self.host)
         self.ingest = Ingest(self.store, self.sources, self.contexts)
+        self.interpreter = Interpreter(self.store, self.ingest, self.sources, self.contexts)
+        self.ingest.interpreter = self.tenancy.interpreter = self.interpreter
         self.clicktocall = ClickToCall(self.store, self.directory, self.sources, self.contexts)
         self.retention = Retention(self.store, self.audit, self.host, config.retention_days)
         self.contexts.update({info.name: PluginContext(info.name, self) for info in plugins})
@@ -107,6 +110,7 @@ class Gateway:
             raise PluginError(f"plugin {started.failed[0]!r} failed to start")
         if deliver:
             await self.dispatcher.start()
+            await self.interpreter.start()  # after the dispatcher: it hands it the deliveries
         if background:
             for task in self.registry.tasks:
                 self._every(task.name, task.interval, functools.partial(task.func, self.contexts[task.plugin]))
@@ -123,6 +127,7 @@ class Gateway:
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background.clear()
         await self.retention.stop()
+        await self.interpreter.stop()
         await self.dispatcher.stop()
         await self.detached.drain()
         try:

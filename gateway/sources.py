@@ -45,6 +45,9 @@ class Source:
     name: ClassVar[str] = ""
     #: Media types accepted on the webhook endpoint; anything else is a 415.
     content_types: ClassVar[frozenset[str]] = frozenset({"application/json"})
+    #: ``True``: the core may acknowledge a webhook once :meth:`check` passed and the request is
+    #: durable (journaled), and calls :meth:`receive` on it right after, in arrival order.
+    deferred: ClassVar[bool] = False
 
     async def connect(self, ctx: PluginContext, connection: Connection) -> Mapping[str, Any]:
         """Check a new connection's settings and return the settings to store (encrypted).
@@ -71,6 +74,15 @@ class Source:
         :class:`~gateway.errors.BadRequest` on a body that cannot be parsed. Return an empty
         sequence for notifications that are valid but carry nothing to deliver (unknown event
         types, events of a logged-out user). Never raise anything else for bad input.
+        """
+        raise NotImplementedError
+
+    async def check(self, ctx: PluginContext, connection: Connection, request: WebhookRequest) -> None:
+        """For a :attr:`deferred` source: verify the signature (constant time, over the raw
+        body) and that the body is well-formed, touching no state: raise
+        :class:`~gateway.errors.Unauthorized` or :class:`~gateway.errors.BadRequest` exactly
+        as :meth:`receive` would. Whatever passes is journaled and acknowledged; :meth:`receive`
+        then gets the same request, and a failure there is counted as uninterpretable.
         """
         raise NotImplementedError
 

@@ -21,6 +21,7 @@ from .sources import Source
 
 if TYPE_CHECKING:
     from .context import PluginContext
+    from .journal import Interpreter
     from .plugins import PluginHost
     from .store import Store
 
@@ -37,6 +38,8 @@ class Tenancy:
         self._sources = sources
         self._sinks = sinks
         self._contexts = contexts
+        #: set by the runtime: journaled webhooks are interpreted before a tenant goes
+        self.interpreter: Interpreter | None = None
 
     # --- tenants -------------------------------------------------------------------------
 
@@ -81,6 +84,8 @@ class Tenancy:
         """Uninstall: connections undone at their vendors, every plugin forgets the tenant,
         then the core crypto-shreds it. Returns the counts and the plugins that failed."""
         await self.require(tenant)
+        if self.interpreter is not None:
+            await self.interpreter.drain()  # nothing of the tenant left half-interpreted
         for conn in await self._store.connections.list(tenant):
             await self._disconnect_at_vendor(conn)
         heard = await self._host.call_each("tenant_removed", tenant=tenant)

@@ -138,8 +138,17 @@ class Harness:
         return created
 
     async def post_hook(self, plugin: str, connection_id: str, body: bytes,
-                        headers: Mapping[str, str]) -> Any:
-        return await self.client.post(f"/hooks/{plugin}/{connection_id}", data=body, headers=dict(headers))
+                        headers: Mapping[str, str], *, settle: bool = True) -> Any:
+        """Post a webhook. With ``settle`` (the default) return only once a journaled request
+        (a ``deferred`` source) was interpreted, so its events and state are in the store."""
+        resp = await self.client.post(f"/hooks/{plugin}/{connection_id}", data=body, headers=dict(headers))
+        if settle:
+            await self.settled()
+        return resp
+
+    async def settled(self) -> None:
+        """Wait until every acknowledged webhook was interpreted."""
+        await self.gw.interpreter.drain()
 
 
 HarnessFactory = Callable[..., Awaitable[Harness]]

@@ -23,11 +23,26 @@ async def stored_events(h) -> int:
     return rows[0][0]
 
 
+async def journaled(h) -> int:
+    rows = await h.gw.store.db.all("SELECT COUNT(*) FROM journal")
+    return rows[0][0]
+
+
 async def test_accepted_is_200_after_durable_store(demo):
-    resp = await demo.post_hook("demo", demo.connection_id, event(), signed(event()))
+    resp = await demo.post_hook("demo", demo.connection_id, event(), signed(event()), settle=False)
     assert resp.status == 200
+    assert (await resp.json()) == {"status": "accepted"}
+    # committed before the answer: still in the journal, or interpreted into an event already
+    assert await journaled(demo) + await stored_events(demo) == 1
+    await demo.settled()
+    assert (await journaled(demo), await stored_events(demo)) == (0, 1)
+
+
+async def test_a_source_that_is_not_deferred_stores_its_events_before_the_answer(demo, monkeypatch):
+    monkeypatch.setattr(type(demo.gw.sources["demo"]), "deferred", False)
+    resp = await demo.post_hook("demo", demo.connection_id, event(), signed(event()), settle=False)
     assert (await resp.json()) == {"status": "accepted", "events": 1}
-    assert await stored_events(demo) == 1  # committed before the answer
+    assert (await journaled(demo), await stored_events(demo)) == (0, 1)
 
 
 async def test_duplicate_is_200_and_has_no_second_effect(demo):

@@ -95,6 +95,7 @@ async def erase(gw: Gateway, tenant: str, subject: Subject) -> dict[str, Any]:
     """Delete the person's call events (with their deliveries), user entries, restriction,
     and whatever each plugin holds about them."""
     await _tenant(gw, tenant)
+    await gw.interpreter.drain()  # a webhook about the person acknowledged a moment ago goes too
     users = await _users(gw, tenant, subject)
     phone = subject.value if subject.kind == "phone" else None
     counts: dict[str, Any] = await gw.store.subjects.delete_events(tenant, phone, [u[1] for u in users])
@@ -156,6 +157,7 @@ async def restrict(gw: Gateway, tenant: str, subject: Subject, kind: str = "rest
     if kind not in RESTRICTION_KINDS:
         raise BadRequest("kind is restrict or object")
     await _tenant(gw, tenant)
+    await gw.interpreter.drain()  # what was acknowledged before the restriction is withdrawn too
     users = await _users(gw, tenant, subject)
     subject_key = await gw.store.subjects.subject_key(tenant, subject.kind, subject.value)
     await gw.store.subjects.restrict(tenant, subject_key, [k for _c, k, _u in users], kind)

@@ -4,6 +4,8 @@ more than one part computes (they must agree, so they are spelled once)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -38,3 +40,33 @@ def phone_key(keys: TenantKeys, number: str | None) -> str | None:
 def user_key(keys: TenantKeys, connection_id: str, user_id: str) -> str:
     """The blind index of a telephony user: names the user in the directory and in events."""
     return keys.blind_index("user", f"{connection_id}\x1f{user_id}")
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """A webhook acknowledged before it was interpreted, as the journal hands it back."""
+
+    id: int
+    tenant: str
+    connection_id: str
+    received_at: int  # ms since the epoch
+    body: bytes
+    headers: tuple[tuple[str, str], ...]
+    content_type: str
+    query: tuple[tuple[str, str], ...]
+
+
+def seal_journal(keys: TenantKeys, row_key: str, body: bytes, headers: Sequence[tuple[str, str]],
+                 content_type: str, query: Sequence[tuple[str, str]]) -> bytes:
+    """One sealed payload: the request's metadata as JSON, a newline, the raw body."""
+    meta = orjson.dumps([content_type, list(headers), list(query)])  # JSON escapes every newline
+    return keys.encrypt("journal", "payload", row_key, meta + b"\n" + body)
+
+
+def open_journal(keys: TenantKeys, row_id: int, tenant: str, connection_id: str, row_key: str,
+                 payload: bytes, received_at: int) -> JournalEntry:
+    meta, _, body = keys.decrypt("journal", "payload", row_key, payload).partition(b"\n")
+    content_type, headers, query = orjson.loads(meta)
+    return JournalEntry(row_id, tenant, connection_id, received_at, body,
+                        tuple((str(k), str(v)) for k, v in headers), str(content_type),
+                        tuple((str(k), str(v)) for k, v in query))

@@ -23,6 +23,7 @@ from typing import Any, Protocol, TypedDict
 from ..audit import AuditEntry
 from ..events import CallEvent
 from ..models import Connection, SinkBinding, TelephonyUser, Tenant
+from .common import JournalEntry
 from .crypto import MasterKeyring, TenantKeys
 from .records import DeadLetter, PendingDelivery
 
@@ -389,6 +390,27 @@ class ClickToCall(Protocol):
         """Delete the rows :meth:`by_phone` finds (a data subject's erasure); return how many."""
 
 
+class Journal(Protocol):
+    """Webhooks acknowledged before they were interpreted (see :mod:`gateway.journal`).
+
+    Each entry holds the request as received (body, headers, content type, query), sealed
+    with the tenant's key; entries are call data: purged with the call records, deleted with
+    the tenant, and deleted as soon as they were interpreted."""
+
+    async def append(self, connection: Connection, body: bytes, headers: Sequence[tuple[str, str]],
+                     content_type: str, query: Sequence[tuple[str, str]], received_at_ms: int) -> None:
+        """Add an entry; return once it is durable (group commit: many appends, one fsync)."""
+
+    async def pending(self, *, limit: int = 256) -> list[JournalEntry]:
+        """The oldest entries (in the order they were appended), opened."""
+
+    async def done(self, ids: Sequence[int]) -> None:
+        """Delete interpreted entries."""
+
+    async def count(self) -> int:
+        """How many entries wait."""
+
+
 class Store(Protocol):
     """A whole store: its parts, and its lifecycle."""
 
@@ -413,6 +435,8 @@ class Store(Protocol):
     def audit(self) -> Audit: ...
     @property
     def clicktocall(self) -> ClickToCall: ...
+    @property
+    def journal(self) -> Journal: ...
 
     @property
     def path(self) -> str:

@@ -157,6 +157,19 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX clicktocall_created ON clicktocall (created_at);
     CREATE INDEX clicktocall_updated ON clicktocall (state, updated_at);
     """,
+    # 5: the journal: webhooks acknowledged before they are interpreted (sealed payloads)
+    """
+    CREATE TABLE journal (
+        id {serial},
+        tenant TEXT NOT NULL,
+        connection TEXT NOT NULL,
+        row_key TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        received_at BIGINT NOT NULL
+    );
+    CREATE INDEX journal_tenant ON journal (tenant);
+    CREATE INDEX journal_received ON journal (received_at);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -12,10 +12,11 @@ from gateway import Delivery, PluginContext, PermanentError, RetryableError, Sin
 from gateway.testing import RecordingSink
 
 
-async def post(h, cid: str, eid: str, call: str, state: str, secret: str = SECRET) -> None:
+async def post(h, cid: str, eid: str, call: str, state: str, secret: str = SECRET, *,
+               settle: bool = True) -> None:
     body = orjson.dumps({"id": eid, "call": call, "state": state, "from": "+4922112345678"})
     resp = await h.post_hook("demo", cid, body, {"Content-Type": "application/json",
-                                                 "X-Demo-Signature": sign(secret, body)})
+                                                 "X-Demo-Signature": sign(secret, body)}, settle=settle)
     assert resp.status == 200
 
 

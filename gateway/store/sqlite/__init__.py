@@ -16,6 +16,7 @@ from .audit import SQLiteAudit
 from .clicktocall import SQLiteClickToCall
 from .database import PRAGMAS, SQLiteDatabase
 from .events import SQLiteEvents
+from .journal import SQLiteJournal
 from .leases import SQLiteLeases
 from .records import SQLiteRecords
 from .subjects import SQLiteSubjects
@@ -37,12 +38,14 @@ class SQLiteStore:
         self.subjects = SQLiteSubjects(self.db)
         self.audit = SQLiteAudit(self.db)
         self.clicktocall = SQLiteClickToCall(self.db)
+        self.journal = SQLiteJournal(self.db)
         self.events = SQLiteEvents(self.db, restricted=self.subjects.restricted_keys,
                                    expiring=(("records", self.records.purge_batch),
-                                             ("clicktocall", self.clicktocall.purge_batch)))
+                                             ("clicktocall", self.clicktocall.purge_batch),
+                                             ("journal", self.journal.purge_batch)))
         self.tenants = SQLiteTenants(self.db, parts=(
-            self.events, self.users, self.records, self.clicktocall, self.sinks, self.connections,
-            self.subjects, self.leases, self.audit))
+            self.events, self.users, self.records, self.clicktocall, self.journal, self.sinks,
+            self.connections, self.subjects, self.leases, self.audit))
 
     async def open(self) -> None:
         await self.db.open(self.events.insert_batch, self.events.after_ingest)

@@ -39,6 +39,7 @@ def sign(secret: str, body: bytes) -> str:
 class DemoSource(Source):
     name = "demo"
     content_types = frozenset({"application/json"})
+    deferred = True
 
     def __init__(self) -> None:
         self.originated: list[tuple[str, str, str | None]] = []
@@ -49,8 +50,16 @@ class DemoSource(Source):
             raise BadRequest("settings.secret (at least 8 characters) is required")
         return {"secret": secret}
 
+    async def check(self, ctx: PluginContext, connection: Connection, request: WebhookRequest) -> None:
+        """Deferred: the signature and the body are checked before the request is journaled."""
+        self._parse(connection, request)
+
     async def receive(self, ctx: PluginContext, connection: Connection,
                       request: WebhookRequest) -> Sequence[CallEvent]:
+        return self._parse(connection, request)
+
+    @staticmethod
+    def _parse(connection: Connection, request: WebhookRequest) -> list[CallEvent]:
         given = request.headers.get("X-Demo-Signature", "").strip().lower()
         expected = sign(connection.settings["secret"], request.body)
         if not hmac.compare_digest(given.encode(), expected.encode()):

@@ -1,0 +1,170 @@
+"""Journaled webhooks: acknowledged once checked and durable, interpreted right after.
+
+For a source that is ``deferred`` the webhook path does only what the answer must promise:
+the signature is verified and the body is well-formed (``Source.check``), and the request as
+received is durable (sealed with the tenant's key, group-committed, fsync'd). Then 200. The
+:class:`Interpreter` in the serving process takes journaled requests in arrival order, lets
+the source interpret them (``Source.receive``: per-call state, events), stores the events as
+any others and deletes the entries. A request that cannot be interpreted any more (its
+connection was removed, its user logged out meanwhile) is counted and logged by error type.
+
+What this buys: a burst is acknowledged at the speed of the cheap part, and interpreted in
+batches behind it. What bounds it: when ``max_backlog`` entries wait, new webhooks wait for
+room before they are acknowledged (as every webhook did before), so the lag cannot grow
+without bound; the dispatcher sees the events as soon as they are interpreted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from multidict import CIMultiDict, MultiDict
+
+from . import metrics
+from .errors import GatewayError
+from .models import Connection
+from .sources import Source, WebhookRequest
+from .store.common import JournalEntry
+
+if TYPE_CHECKING:
+    from .context import PluginContext
+    from .ingest import Ingest
+    from .store import Store
+
+log = logging.getLogger("gateway.journal")
+
+#: Entries taken per round; each round's events are committed before its entries go.
+BATCH = 128
+#: Entries that may wait before new webhooks wait for room.
+MAX_BACKLOG = 20_000
+#: Errors of a source's ``receive`` that mean "this request will never be interpretable".
+_REFUSALS = (GatewayError, ValueError, KeyError, TypeError, UnicodeError, AttributeError, IndexError)
+
+
+class Interpreter:
+    """Turns journaled webhooks into events, in arrival order, in the serving process."""
+
+    def __init__(self, store: Store, ingest: Ingest, sources: Mapping[str, Source],
+                 contexts: Mapping[str, PluginContext], *, max_backlog: int = MAX_BACKLOG) -> None:
+        self._store = store
+        self._ingest = ingest
+        self._sources = sources
+        self._contexts = contexts
+        self.max_backlog = max_backlog
+        self.backlog = 0
+        self._wake = asyncio.Event()
+        self._changed = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        """Resume what an earlier process journaled and did not interpret (a crash)."""
+        self.backlog = await self._store.journal.count()
+        metrics.JOURNAL_BACKLOG.set(self.backlog)
+        self._task = asyncio.create_task(self._run(), name="journal-interpreter")
+        self._wake.set()
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Interpret what waits for up to ``grace`` seconds; the rest stays for the next start."""
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(self.drain(), timeout=grace)
+        except TimeoutError:
+            pass
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None
+
+    async def journal(self, connection: Connection, request: WebhookRequest) -> None:
+        """Make an accepted request durable (waiting for room when the backlog is full)."""
+        if self.backlog >= self.max_backlog:
+            metrics.JOURNAL_FULL.inc()
+            async with self._changed:
+                await self._changed.wait_for(lambda: self.backlog < self.max_backlog)
+        self.backlog += 1
+        metrics.JOURNAL_BACKLOG.set(self.backlog)
+        try:
+            await self._store.journal.append(
+                connection, request.body, tuple(request.headers.items()), request.content_type,
+                tuple(request.query.items()), int(request.received_at.timestamp() * 1000))
+        except BaseException:
+            self.backlog -= 1
+            raise
+        self._wake.set()
+
+    async def drain(self) -> None:
+        """Return once nothing waits (before an erasure, in tests)."""
+        if not self.running:
+            return
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.backlog <= 0)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while True:
+                try:
+                    entries = await self._store.journal.pending(limit=BATCH)
+                    if not entries:
+                        break
+                    await self._round(entries)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the store failed: keep the entries, try again soon
+                    log.error("interpreting journaled webhooks failed", extra={"error": type(exc).__name__})
+                    await asyncio.sleep(1.0)
+                    continue
+                await asyncio.sleep(0)  # let waiting requests be answered between rounds
+
+    async def _round(self, entries: list[JournalEntry]) -> None:
+        """Interpret entries one by one (per-call order), store their events together."""
+        stored: list[asyncio.Task[int]] = []
+        for entry in entries:
+            task = await self._interpret(entry)
+            if task is not None:
+                stored.append(task)
+        if stored:
+            await asyncio.gather(*stored)
+        await self._store.journal.done([e.id for e in entries])
+        async with self._changed:
+            self.backlog = max(0, self.backlog - len(entries))
+            metrics.JOURNAL_BACKLOG.set(self.backlog)
+            self._changed.notify_all()
+
+    async def _interpret(self, entry: JournalEntry) -> asyncio.Task[int] | None:
+        connection = await self._store.connections.get(entry.connection_id)
+        source = self._sources.get(connection.plugin) if connection is not None else None
+        if connection is None or source is None:
+            self._refused(connection.plugin if connection else "unknown", "ConnectionGone")
+            return None
+        received = datetime.fromtimestamp(entry.received_at / 1000, timezone.utc)
+        request = WebhookRequest(body=entry.body, headers=CIMultiDict(entry.headers),
+                                 content_type=entry.content_type, received_at=received,
+                                 query=MultiDict(entry.query))
+        try:
+            events = await source.receive(self._contexts[source.name], connection, request)
+        except _REFUSALS as exc:
+            self._refused(source.name, type(exc).__name__)
+            return None
+        if not events:
+            metrics.IGNORED.labels(source.name).inc()
+            return None
+        # started now, so the events queue behind the call state the source just queued
+        return asyncio.ensure_future(self._ingest.store(connection, events, received_at=received))
+
+    @staticmethod
+    def _refused(plugin: str, reason: str) -> None:
+        metrics.JOURNAL_UNINTERPRETABLE.labels(plugin).inc()
+        log.warning("a journaled webhook could not be interpreted", extra={"plugin": plugin, "error": reason})
+
+
+__all__ = ["BATCH", "MAX_BACKLOG", "Interpreter"]
