@@ -157,6 +157,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX clicktocall_created ON clicktocall (created_at);
     CREATE INDEX clicktocall_updated ON clicktocall (state, updated_at);
     """,
+    # 5: when each connection last received a webhook (written in batches, the latest wins)
+    """
+    ALTER TABLE connections ADD COLUMN last_webhook_at BIGINT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
