@@ -38,7 +38,7 @@ def _render(template: str, frame: Frame, page_id: str, **values: Any) -> str:
         return f"{path}?t={view}" if view else path
 
     return environment().get_template(template).render(
-        frame=frame, t=texts, href=href, when=texts.when, page_id=page_id, **values)
+        frame=frame, t=texts, href=href, when=texts.when, date=texts.date, page_id=page_id, **values)
 
 
 def render_error(page: ErrorPage, frame: Frame | None = None) -> str:

@@ -29,9 +29,13 @@ ACTION_PATHS: Mapping[str, str] = {
 }
 
 Health = Literal["ok", "failing", "unknown"]
+#: Health reasons the pages explain (``ConnectionHealth.reason`` of the Placetel and Webex
+#: plugins and of the core); another code is shown as the badge alone.
+HEALTH_REASONS = ("api_key_rejected", "broken", "check_failed", "connection_broken", "login_needed", "no_secret",
+                  "no_users", "no_webhooks", "plugin_not_loaded", "webhook_disabled")
 MatchedBy = Literal["manual", "email", "extension"]
 ErrorReason = Literal["invalid", "expired", "forbidden", "foreign", "not_installed", "unavailable",
-                      "not_found", "bad_request"]
+                      "not_found", "bad_request", "not_configured"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,12 +149,15 @@ class MappingRow:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionStatus:
-    """One telephone connection: when it last sent a webhook, and (Webex) its webhook health."""
+    """One telephone connection: when it last sent a webhook, and its health as its telephone
+    system's plugin reports it (``reason``: a short code such as ``webhook_disabled``)."""
 
     system: str
     label: str
     last_webhook: datetime | None
     webhook_health: Health | None = None
+    reason: str | None = None
+    since: datetime | None = None  #: when it was connected
 
 
 @dataclass(frozen=True, slots=True)
