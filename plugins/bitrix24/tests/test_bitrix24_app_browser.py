@@ -7,6 +7,7 @@ Every page is photographed (``app_browser.py`` says where; ``make screenshots`` 
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import urllib.error
@@ -130,6 +131,15 @@ def missed_call(call_id: str, caller: str) -> tuple[str, str]:
             f"event=HungUp&from={caller}&to={OUR_LINE}&call_id={call_id}&type=missed&duration=0&direction=in")
 
 
+def offer_webex(world: World) -> str:
+    """The operator offers Webex Calling to the portal (a Webex connection); its id."""
+    status, body = post(world.url(f"/admin/v1/tenants/{MEMBER}/connections"),
+                        b'{"plugin": "webex", "settings": {}}',
+                        {"Content-Type": "application/json", "Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert status == 201
+    return str(json.loads(body)["id"])
+
+
 def wait_for(predicate: Any, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -188,6 +198,10 @@ def test_an_administrator_sets_the_app_up_and_sees_calls_arrive(installed: World
     crm = world.gw.contexts["bitrix24"]
     wait_for(lambda: len(world.gateway.run(crm.deliveries.failed(MEMBER))) == 2)
     wait_for(lambda: world.gateway.run(world.gw.store.events.count("done")) == 2)
+    # Jonas logs in to Webex (on his own page, in a new tab: here by hand)
+    with urllib.request.urlopen(world.url(f"/apps/webex/login?connection={offer_webex(world)}"),  # noqa: S310
+                                timeout=10) as login:
+        assert "You are logged in" in login.read().decode()
     world.gateway.run(world.gw.activity.flush())
 
     portal = Portal(browser_context, world).settled()  # opened again from the portal's menu
@@ -197,6 +211,9 @@ def test_an_administrator_sets_the_app_up_and_sees_calls_arrive(installed: World
     expect(app.locator("#status .stat").first).to_contain_text("1")
     expect(app.get_by_role("row", name=re.compile("^Placetel connected"))).to_contain_text("Working")
     expect(app.get_by_role("row", name=re.compile("^Placetel connected"))).not_to_contain_text("Never")
+    expect(app.get_by_role("row", name=re.compile("^Webex Calling connected"))).to_contain_text("Never")
+    expect(app.get_by_role("row", name=re.compile("^Webex Calling connected"))).to_contain_text("Working")
+    expect(app.locator("#webex")).to_contain_text("jonas.weber@example.de")
     failed = app.locator("#status tbody tr", has_text="ERROR_CORE")
     expect(failed).to_have_count(2)  # the refused call's two events: ringing and ended
     expect(failed.nth(0)).to_contain_text("Call ended")
@@ -223,10 +240,7 @@ def test_an_administrator_sets_the_app_up_and_sees_calls_arrive(installed: World
 def test_a_user_logs_in_to_webex_sees_and_deletes_their_data(installed: World, browser_context: Any,
                                                              screenshots: Path) -> None:
     world = installed
-    status, _ = post(world.url(f"/admin/v1/tenants/{MEMBER}/connections"),
-                     b'{"plugin": "webex", "settings": {}}',
-                     {"Content-Type": "application/json", "Authorization": f"Bearer {ADMIN_TOKEN}"})
-    assert status == 201  # the operator offers Webex Calling to this portal
+    offer_webex(world)
     portal = Portal(browser_context, world, auth=USER_AUTH).settled()
     app = portal.app
     expect(app.get_by_role("heading", name="My telephony", level=1)).to_be_visible()
@@ -244,10 +258,25 @@ def test_a_user_logs_in_to_webex_sees_and_deletes_their_data(installed: World, b
     expect(app.locator("#kept")).to_contain_text("Your Webex Calling account")
     expect(app.locator("#kept")).to_contain_text("jonas.weber@example.de")
     portal.shot(screenshots, "user")
-
     admin = Portal(browser_context, world).settled()
     expect(admin.app.locator("#webex")).to_contain_text("Jonas Weber")
     admin.page.close()
+
+    with portal.page.context.expect_page() as opened:  # Webex confirms who logs out, in a new tab
+        app.get_by_role("link", name=re.compile("Log out of Webex")).click()
+    logout = opened.value
+    expect(logout.locator("body")).to_contain_text("You are logged out")
+    logout.close()
+    assert world.vendors.webhooks == {}
+    portal = Portal(browser_context, world, auth=USER_AUTH).settled()
+    app = portal.app
+    expect(app.locator("#webex")).to_contain_text("Not logged in")
+    with portal.page.context.expect_page() as opened:
+        app.get_by_role("link", name=re.compile("Log in to Webex")).click()
+    expect(opened.value.locator("body")).to_contain_text("You are logged in")
+    opened.value.close()
+    portal = Portal(browser_context, world, auth=USER_AUTH).settled()
+    app = portal.app
 
     app.get_by_role("button", name="Delete my data").click()  # the confirmation is required first
     expect(app.get_by_role("heading", name="My telephony", level=1)).to_be_visible()

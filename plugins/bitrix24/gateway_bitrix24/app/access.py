@@ -84,6 +84,22 @@ def _user_id(value: Any) -> int | None:
     return None
 
 
+async def whoami(ctx: PluginContext, tenant: str, auth_id: str, lang: str) -> token.Identity:
+    """Ask the tenant's stored portal whose access token ``auth_id`` is (``profile``)."""
+    try:
+        profile = await Bitrix24Client(ctx, tenant).call_with_token("profile", {}, auth_id)
+    except (AuthRevoked, Bitrix24Error):
+        ctx.count("app_open_refused", "invalid")
+        raise AppRefused("invalid", 401, lang) from None
+    except RetryableError:
+        raise AppRefused("unavailable", 503, lang) from None
+    user_id = _user_id(profile.get("ID")) if isinstance(profile, dict) else None
+    if user_id is None:
+        raise AppRefused("invalid", 401, lang)
+    admin = isinstance(profile, dict) and profile.get("ADMIN") in (True, "Y", "1", 1)
+    return token.Identity(tenant, user_id, admin, lang)
+
+
 async def open_app(ctx: PluginContext, form: Mapping[str, str], query: Mapping[str, str]) -> token.Identity:
     """The identity of whoever opens the app, checked with the tenant's portal."""
     lang = choose_language(query.get("LANG"))
@@ -96,19 +112,9 @@ async def open_app(ctx: PluginContext, form: Mapping[str, str], query: Mapping[s
     if domain and not _same_portal(portal, domain):
         ctx.count("app_open_refused", "foreign")
         raise AppRefused("foreign", 403, lang)
-    try:
-        profile = await Bitrix24Client(ctx, member).call_with_token("profile", {}, auth_id)
-    except (AuthRevoked, Bitrix24Error):
-        ctx.count("app_open_refused", "invalid")
-        raise AppRefused("invalid", 401, lang) from None
-    except RetryableError:
-        raise AppRefused("unavailable", 503, lang) from None
-    user_id = _user_id(profile.get("ID")) if isinstance(profile, dict) else None
-    if user_id is None:
-        raise AppRefused("invalid", 401, lang)
-    admin = isinstance(profile, dict) and profile.get("ADMIN") in (True, "Y", "1", 1)
-    ctx.count("app_opened", "admin" if admin else "user")
-    return token.Identity(member, user_id, admin, lang)
+    identity = await whoami(ctx, member, auth_id, lang)
+    ctx.count("app_opened", "admin" if identity.is_admin else "user")
+    return identity
 
 
 def frame_ancestors(ctx: PluginContext, portal: Portal | None) -> str | Sequence[str]:

@@ -124,13 +124,3 @@ async def erase_me(ctx: PluginContext, identity: Identity, form: Mapping[str, st
     portal.forget(ctx, identity.tenant)
     return Outcome(notice="notice.erased", page="me")
 
-
-async def webex_logout_url(ctx: PluginContext, identity: Identity, form: Mapping[str, str]) -> str:
-    """Where logging out of Webex happens: the Webex plugin's own flow, in which Webex proves
-    who is logging out (the app knows the portal user, not the Webex account)."""
-    forms.read_empty(form)
-    conns = [c for c in await ctx.connections.of_tenant(identity.tenant) if c.plugin == pages.WEBEX]
-    url = pages.webex_login_url(conns)
-    if url is None:
-        raise BadRequest("Webex is not connected")
-    return url.replace("/login?", "/logout?", 1)

@@ -145,9 +145,10 @@ async def me(ctx: PluginContext, identity: Identity) -> Person | None:
     return next((p for p in found or () if p.id == identity.user_id), None)
 
 
-def webex_login_url(conns: Sequence[Connection]) -> str | None:
-    """The Webex plugin's login flow for the tenant's Webex connection (a new tab)."""
-    return f"/apps/{WEBEX}/login?connection={quote(conns[0].id, safe='')}" if conns else None
+def webex_url(conns: Sequence[Connection], flow: str) -> str | None:
+    """The Webex plugin's ``login`` or ``logout`` flow for the tenant's Webex connection (in a
+    new tab; there Webex proves who it is, which the app, knowing the portal user, cannot)."""
+    return f"/apps/{WEBEX}/{flow}?connection={quote(conns[0].id, safe='')}" if conns else None
 
 
 async def user_page(ctx: PluginContext, identity: Identity) -> UserPage:
@@ -168,9 +169,11 @@ async def user_page(ctx: PluginContext, identity: Identity) -> UserPage:
             logged_in = logged_in or (plugin == WEBEX and u["status"] == "active")
         call_records = len(kept["gateway"]["call_events"]) + len(kept["gateway"]["restricted_call_events"])
     mapped = bool(await ctx.storage(tenant).find(USERMAP, str(identity.user_id)))
+    webex = await _of(ctx, tenant, WEBEX)
     return UserPage(name=person.name if person else f"#{identity.user_id}", webex_logged_in=logged_in,
-                    webex_login_url=webex_login_url(await _of(ctx, tenant, WEBEX)), accounts=tuple(accounts),
-                    mapped=mapped, call_records=call_records, retention_days=retention_days(ctx))
+                    webex_login_url=webex_url(webex, "login"), webex_logout_url=webex_url(webex, "logout"),
+                    accounts=tuple(accounts), mapped=mapped, call_records=call_records,
+                    retention_days=retention_days(ctx))
 
 
 def privacy_page(ctx: PluginContext) -> PrivacyPage:

@@ -25,7 +25,6 @@ ACTION_PATHS: Mapping[str, str] = {
     tokens.MAPPING: "/mapping",
     tokens.RETRY: "/retry",
     tokens.ERASE_ME: "/me/erase",
-    tokens.WEBEX_LOGOUT: "/me/webex-logout",
 }
 
 Health = Literal["ok", "failing", "unknown"]
@@ -222,13 +221,15 @@ class TelephonyAccount:
 class UserPage:
     """The user's own page: Webex login state and what the app keeps about them.
 
-    ``webex_login_url`` is the Webex login flow (opened in a new tab: Webex does not allow
-    being framed); ``None`` when Webex is not offered on this gateway.
+    ``webex_login_url`` and ``webex_logout_url`` are the Webex plugin's own flows (opened in a
+    new tab: Webex does not allow being framed, and Webex proves who logs in or out); ``None``
+    when Webex is not offered to the portal.
     """
 
     name: str
     webex_logged_in: bool
     webex_login_url: str | None
+    webex_logout_url: str | None = None
     accounts: Sequence[TelephonyAccount] = ()
     mapped: bool = False  #: an administrator mapped a telephone user to this portal user
     call_records: int = 0

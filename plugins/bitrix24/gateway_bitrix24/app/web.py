@@ -35,11 +35,10 @@ from gateway import (
 )
 
 from .. import lifecycle
-from ..api import Bitrix24Client
 from ..parse import parse_ui_install
 from ..responses import AuthRevoked, Bitrix24Error
 from . import actions, forms, pages, token
-from .access import AppRefused, frame_ancestors, installed_portal, open_app, token_key
+from .access import AppRefused, frame_ancestors, installed_portal, open_app, token_key, whoami
 from .assets import handle_asset
 from .csp import security_headers
 from .render import render_admin, render_error, render_install, render_privacy, render_user
@@ -186,8 +185,6 @@ def action_handler(purpose: str) -> Handler:
         form = await read_form(request)
         claims = token.verify(token_key(ctx), forms.form_token(form), purpose)
         await installed_portal(ctx, claims.identity.tenant, claims.identity.lang)
-        if purpose == token.WEBEX_LOGOUT:  # Webex's own flow, in the tab the form opened
-            return _see_other(await actions.webex_logout_url(ctx, claims.identity, form))
         return _back(ctx, claims.identity, await ACTIONS[purpose](ctx, claims.identity, form))
     return handle
 
@@ -210,14 +207,10 @@ async def handle_install(request: web.Request) -> web.StreamResponse:
     except (Unauthorized, Forbidden):
         raise AppRefused("invalid", 401, lang) from None
     portal = await installed_portal(ctx, ui.member_id, lang)
-    frame = Frame(lang=lang, links=links(ctx), bx24=True)
     try:
-        profile = await Bitrix24Client(ctx, ui.member_id).call_with_token("profile", {}, ui.access_token)
-        uid = int(profile["ID"])
-        frame = Frame.signed(key, token.Identity(ui.member_id, uid, profile.get("ADMIN") in (True, "Y"), lang),
-                             links=links(ctx))
-    except (AuthRevoked, Bitrix24Error, RetryableError, KeyError, TypeError, ValueError):
-        pass  # the install stands; the app is opened from the portal's menu instead
+        frame = Frame.signed(key, await whoami(ctx, ui.member_id, ui.access_token, lang), links=links(ctx))
+    except AppRefused:  # the install stands; the app is opened from the portal's menu instead
+        frame = Frame(lang=lang, links=links(ctx))
     return _html(render_install(frame), 200, frame_ancestors(ctx, portal), bx24=True)
 
 
