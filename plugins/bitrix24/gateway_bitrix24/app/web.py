@@ -72,10 +72,18 @@ def _html(html: str, status: int, ancestors: str | Sequence[str], *, bx24: bool)
                         headers=security_headers(ancestors, bx24=bx24))
 
 
+#: How long to come back after, while the operator has not configured the app's credentials.
+UNCONFIGURED_RETRY_AFTER = 600
+
+
 def _error(ctx: PluginContext, reason: Any, status: int, lang: str) -> web.Response:
     """An error page; it holds no data, so any portal the operator allows may frame it."""
     frame = Frame(lang=choose_language(lang), links=links(ctx))
-    return _html(render_error(ErrorPage(reason), frame), status, frame_ancestors(ctx, None), bx24=frame.bx24)
+    response = _html(render_error(ErrorPage(reason), frame), status, frame_ancestors(ctx, None), bx24=frame.bx24)
+    if reason == "not_configured":  # the operator's fault, not the portal's: come back later
+        response.headers["Retry-After"] = str(UNCONFIGURED_RETRY_AFTER)
+        ctx.count("install_unconfigured" if status == 503 else "app_unconfigured")
+    return response
 
 
 def pages_handler(handler: Handler) -> Handler:
@@ -103,16 +111,21 @@ def pages_handler(handler: Handler) -> Handler:
     return handle
 
 
-async def read_form(request: web.Request) -> dict[str, str]:
-    """A posted form's fields (later duplicates win); anything but a small URL-encoded form
-    is refused."""
+async def read_body(request: web.Request) -> bytes:
+    """A posted form's bytes; anything but a small URL-encoded form is refused."""
     if request.content_type != FORM:
         raise BadRequest("send a form")
     if request.content_length is not None and request.content_length > MAX_FORM:
         raise BadRequest("form too large")
-    body = await request.content.read(MAX_FORM + 1)
+    body = await request.read()  # whole, however it is split (aiohttp bounds it: client_max_size)
     if len(body) > MAX_FORM:
         raise BadRequest("form too large")
+    return body
+
+
+async def read_form(request: web.Request) -> dict[str, str]:
+    """A posted form's fields (later duplicates win)."""
+    body = await read_body(request)
     try:
         return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=5000))
     except (UnicodeDecodeError, ValueError):
@@ -196,10 +209,7 @@ async def handle_install(request: web.Request) -> web.StreamResponse:
     ctx: PluginContext = request[CONTEXT]
     lang = choose_language(request.query.get("LANG"))
     key = token_key(ctx, lang)
-    body = await request.read() if request.content_type == FORM else b""
-    if not body or len(body) > MAX_FORM:
-        raise BadRequest("send the install form")
-    ui = parse_ui_install(body)
+    ui = parse_ui_install(await read_body(request))
     if not ui.domain:  # Bitrix24 names the portal in the query
         ui = replace(ui, domain=request.query.get("DOMAIN", ""))
     try:
