@@ -10,7 +10,7 @@ import pluggy
 
 from .admin import ADMIN_SCOPE, require_scope
 from .appkeys import CONTEXT
-from .context import CallMemory, PluginContext
+from .context import CallMemory, DeliveryCount, FailedDelivery, PluginContext
 from .errors import (
     BadRequest,
     Conflict,
@@ -39,7 +39,7 @@ from .models import Connection, SinkBinding, TelephonyUser, Tenant
 from .privacy import Subject
 from .settings import setting
 from .sinks import Delivery, RateLimit, Sink
-from .sources import OriginateResult, Source, WebhookRequest
+from .sources import ConnectionHealth, OriginateResult, Source, WebhookRequest
 from .store import PluginStorage
 from .vendor import SingleFlight, error_for_status, retry_after
 
@@ -50,7 +50,8 @@ hookimpl = pluggy.HookimplMarker("gateway")
 
 __all__ = [
     "ADMIN_SCOPE", "ANONYMOUS", "CONTEXT", "BadRequest", "CallEvent", "CallMemory", "CallState", "Conflict",
-    "Connection", "Delivery", "DeliveryError", "Direction", "Forbidden", "GatewayError", "NotFound",
+    "Connection", "ConnectionHealth", "Delivery", "DeliveryCount", "DeliveryError", "Direction",
+    "FailedDelivery", "Forbidden", "GatewayError", "NotFound",
     "OriginateResult", "Outcome", "PermanentError", "PluginContext", "PluginStorage", "RateLimit",
     "RecordingRef", "RetryableError", "SingleFlight", "Sink", "SinkBinding", "Source", "Subject",
     "TelephonyUser", "Tenant", "TenantPaused", "Unauthorized", "UpstreamError", "WebhookRequest",

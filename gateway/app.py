@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web, web_response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import admin, logs, metrics, webhooks
+from . import __version__, admin, home, logs, metrics, webhooks
 from .appkeys import CONTEXT, GATEWAY
 from .config import Config
 from .context import PluginContext
@@ -103,12 +103,22 @@ async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
-async def readyz(request: web.Request) -> web.Response:
+async def _store_ok(request: web.Request) -> bool:
     gw = request.app[GATEWAY]
     try:
-        store_ok = gw.started and await gw.store.ping()
+        return bool(gw.started and await gw.store.ping())
     except Exception:
-        store_ok = False
+        return False
+
+
+async def _ready(request: web.Request) -> bool:
+    gw = request.app[GATEWAY]
+    return await _store_ok(request) and bool(gw.sources or gw.sinks)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    store_ok = await _store_ok(request)
     ready = store_ok and bool(gw.sources or gw.sinks)
     return json_response({"status": "ready" if ready else "not ready", "store": store_ok,
                           "plugins": [p.name for p in gw.plugins]}, status=200 if ready else 503)
@@ -150,6 +160,7 @@ def create_app(config: Config, *, extra_plugins: Iterable[tuple[str, object]] = 
         await gw.close()
 
     app.cleanup_ctx.append(lifecycle)
+    app.router.add_get("/", home.home_handler(__version__, _ready))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)

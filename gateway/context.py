@@ -9,28 +9,44 @@ sink bindings, and it sees other plugins' connections without their settings.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 
 from . import metrics
-from .errors import NotFound
-from .events import CallEvent
+from .errors import BadRequest, NotFound
+from .events import CallEvent, CallState
 from .models import Connection, SinkBinding, Tenant, TelephonyUser
-from .sources import OriginateResult
+from .privacy import Subject, rights
+from .sources import ConnectionHealth, OriginateResult
 from .store import PluginStorage
+from .store.common import ms_to_dt
 
 if TYPE_CHECKING:
     from .runtime import Gateway
+
+log = logging.getLogger("gateway")
+
+#: How long a source may take to report a connection's health before it counts as unknown.
+HEALTH_TIMEOUT = 5.0
 
 
 def _foreign(conn: Connection, plugin: str) -> Connection:
     """Another plugin's connection as this plugin may see it: without its settings."""
     return conn if conn.plugin == plugin else replace(conn, settings={})
+
+
+async def _require_bound(gw: Gateway, plugin: str, tenant: str) -> None:
+    """A CRM plugin acts for its own tenants only: those bound to its sink (else 404)."""
+    if await gw.tenancy.binding(tenant, plugin) is None:
+        raise NotFound("unknown tenant")
 
 
 class Tenants:
@@ -97,6 +113,47 @@ class Connections:
         await self.own(connection_id)
         return await self._gw.tenancy.update_connection(connection_id, settings=settings,
                                                         status=status, reason=reason)
+
+    async def of_tenant(self, tenant: str) -> builtins.list[Connection]:
+        """Every connection of the tenant, of any plugin (others' without settings): what a
+        CRM app shows its customer."""
+        return [_foreign(c, self._plugin) for c in await self._gw.tenancy.connections(tenant)]
+
+    async def create(self, tenant: str, plugin: str, settings: Mapping[str, Any]) -> Connection:
+        """Connect a telephone system for a tenant bound to this plugin's sink (a CRM app's
+        set-up page): the source ``plugin`` checks ``settings`` in its ``connect`` (raising
+        :class:`BadRequest` or :class:`UpstreamError`), the core stores them sealed and audits.
+        Returns the connection, without its settings unless ``plugin`` is this plugin."""
+        await _require_bound(self._gw, self._plugin, tenant)
+        return _foreign(await self._gw.tenancy.connect(tenant, plugin, settings), self._plugin)
+
+    async def remove(self, connection_id: str) -> None:
+        """Disconnect a connection of a tenant bound to this plugin's sink (its source undoes
+        it at the vendor, best effort); :class:`NotFound` for any other."""
+        conn = await self._gw.tenancy.connection(connection_id)
+        await _require_bound(self._gw, self._plugin, conn.tenant)
+        await self._gw.tenancy.disconnect(connection_id)
+
+    async def last_webhooks(self, tenant: str) -> dict[str, datetime]:
+        """When each of the tenant's connections last had a webhook accepted (UTC), by
+        connection id; those that never did are left out. At most a minute stale."""
+        ids = [c.id for c in await self._gw.tenancy.connections(tenant)]
+        return {cid: ms_to_dt(at) for cid, at in (await self._gw.activity.last(tenant, ids)).items()}
+
+    async def health(self, connection_id: str) -> ConnectionHealth:
+        """The connection's health as its source reports it (``Source.health``); ``unknown``
+        when its plugin is not loaded, or the report fails or takes too long."""
+        conn = await self._gw.tenancy.connection(connection_id)
+        source = self._gw.sources.get(conn.plugin)
+        if source is None:
+            return ConnectionHealth("unknown", "plugin_not_loaded")
+        try:
+            found = await asyncio.wait_for(source.health(self._gw.contexts[conn.plugin], conn), HEALTH_TIMEOUT)
+        except Exception as exc:
+            log.warning("connection health check failed", extra={"plugin": conn.plugin,
+                                                                 "error": type(exc).__name__})
+            return ConnectionHealth("unknown", "check_failed")
+        return found if isinstance(found, ConnectionHealth) else ConnectionHealth("unknown", "check_failed")
 
 
 class Users:
@@ -228,6 +285,93 @@ class ClickToCallView:
         return await self._gw.clicktocall.find(self._plugin, event)
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryCount:
+    """Calls of one period (an hour or a day, UTC) at a sink: ``written`` delivered, ``failed``
+    with a dead letter (see ``Events.call_counts``)."""
+
+    start: datetime
+    written: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class FailedDelivery:
+    """A dead letter of a sink: ``reason`` is the last error's code, ``state`` the state of
+    the call event it carries (``None`` when the event is gone or restricted)."""
+
+    id: int
+    received_at: datetime
+    failed_at: datetime
+    attempts: int
+    reason: str
+    state: CallState | None
+
+
+_PERIODS = {"hour": 3_600_000, "day": 86_400_000}
+
+
+class Deliveries:
+    """How the plugin's own sink is doing for one of its tenants: calls written and failed,
+    dead letters, and retrying them (what the operator does with ``gateway deadletters``)."""
+
+    def __init__(self, plugin: str, gw: Gateway) -> None:
+        self._plugin = plugin
+        self._gw = gw
+
+    async def counts(self, tenant: str, *, since: datetime,
+                     period: Literal["hour", "day"] = "day") -> builtins.list[DeliveryCount]:
+        """Calls per ``period`` (counted from the epoch, so UTC hours and days) whose first
+        event arrived at or after ``since``, oldest first; periods without calls are left out."""
+        if period not in _PERIODS:
+            raise BadRequest("period is hour or day")
+        await _require_bound(self._gw, self._plugin, tenant)
+        rows = await self._gw.store.events.call_counts(tenant, self._plugin, int(since.timestamp() * 1000),
+                                                       _PERIODS[period])
+        return [DeliveryCount(ms_to_dt(start), written, failed) for start, written, failed in rows]
+
+    async def failed(self, tenant: str, *, limit: int = 100) -> builtins.list[FailedDelivery]:
+        """The tenant's dead letters at this sink, newest first, at most ``limit``."""
+        await _require_bound(self._gw, self._plugin, tenant)
+        letters = [d for d in await self._gw.deadletters.list(tenant) if d.sink == self._plugin]
+        out = []
+        for d in sorted(letters, key=lambda d: d.id, reverse=True)[:limit]:
+            event = await self._gw.store.events.load(tenant, d.event_seq) if d.event_seq else None
+            out.append(FailedDelivery(d.id, ms_to_dt(d.received_at), ms_to_dt(d.updated_at), d.attempts,
+                                      d.reason, event.state if event is not None else None))
+        return out
+
+    async def retry(self, tenant: str, delivery_id: int) -> None:
+        """Queue one of the tenant's dead letters at this sink again; :class:`NotFound` for
+        any other id."""
+        await _require_bound(self._gw, self._plugin, tenant)
+        if not any(d.id == delivery_id and d.sink == self._plugin for d in await self._gw.deadletters.list(tenant)):
+            raise NotFound("no such dead letter")
+        await self._gw.deadletters.replay(delivery_id, tenant)
+        await self._gw.audit.record("deadletter.replayed", tenant=tenant, plugin=self._plugin,
+                                    delivery=delivery_id)
+
+
+class SubjectRights:
+    """Data-subject rights for a CRM app's own users: the same code path as the operator's
+    ``/admin/v1/tenants/{t}/subjects/...`` (every plugin's ``subject_*`` hooks, audited)."""
+
+    def __init__(self, plugin: str, gw: Gateway) -> None:
+        self._plugin = plugin
+        self._gw = gw
+
+    async def export(self, tenant: str, subject: Subject) -> dict[str, Any]:
+        """Everything kept about the person in the tenant (a tenant bound to this plugin's sink)."""
+        await _require_bound(self._gw, self._plugin, tenant)
+        return await rights.export(self._gw, tenant, subject)
+
+    async def erase(self, tenant: str, subject: Subject) -> dict[str, Any]:
+        """Delete it: call events, telephony user entries and every plugin's records about
+        the person. ``incomplete`` names plugins that failed."""
+        await _require_bound(self._gw, self._plugin, tenant)
+        return await rights.erase(self._gw, tenant, subject)
+
+
 class PluginContext:
     """What the core offers one plugin. Attributes not documented here are the core's."""
 
@@ -239,6 +383,8 @@ class PluginContext:
         self.users = Users(name, gw)
         self.calls = Calls(name, gw)
         self.clicktocall = ClickToCallView(name, gw)
+        self.deliveries = Deliveries(name, gw)
+        self.subjects = SubjectRights(name, gw)
 
     @property
     def settings(self) -> Any:
@@ -254,6 +400,12 @@ class PluginContext:
     def public_url(self) -> str:
         """The URL telephone systems and CRMs reach the gateway at."""
         return self._gw.config.public_url
+
+    @property
+    def retention_days(self) -> float:
+        """How many days call records are kept (the operator's ``GATEWAY_RETENTION_DAYS``),
+        for privacy pages."""
+        return float(self._gw.config.retention_days)
 
     @property
     def max_body(self) -> int:

@@ -14,6 +14,8 @@ import aiohttp
 import pluggy
 
 from . import settings as plugin_settings
+from .activity import FLUSH_INTERVAL as ACTIVITY_FLUSH_INTERVAL
+from .activity import WebhookActivity
 from .audit import AuditLog
 from .clicktocall import ClickToCall
 from .config import Config
@@ -79,6 +81,7 @@ class Gateway:
                                      concurrency=config.delivery_concurrency, horizon=config.delivery_horizon,
                                      retry_base=config.retry_base, retry_cap=config.retry_cap)
         self.deadletters = DeadLetters(self.store.events, self.dispatcher)
+        self.activity = WebhookActivity(self.store.connections)
         self._http: aiohttp.ClientSession | None = None
         self._background: list[asyncio.Task[None]] = []
         self.started = False
@@ -111,6 +114,8 @@ class Gateway:
         if deliver:
             await self.dispatcher.start()
             await self.interpreter.start()  # after the dispatcher: it hands it the deliveries
+        # every process that takes webhooks writes when it last took one per connection
+        self._every("webhook-activity", ACTIVITY_FLUSH_INTERVAL, self.activity.flush)
         if background:
             for task in self.registry.tasks:
                 self._every(task.name, task.interval, functools.partial(task.func, self.contexts[task.plugin]))
@@ -130,6 +135,10 @@ class Gateway:
         await self.interpreter.stop()
         await self.dispatcher.stop()
         await self.detached.drain()
+        try:
+            await self.activity.flush()
+        except Exception as exc:
+            log.error("could not write the last webhook times", extra={"error": type(exc).__name__})
         try:
             await self.host.call_each("shutdown")
         finally:

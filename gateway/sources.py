@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from .errors import BadRequest
 from .events import CallEvent, RecordingRef
@@ -108,6 +109,39 @@ class Source:
         """
         raise BadRequest("this telephone system cannot place calls")
 
+    async def health(self, ctx: PluginContext, connection: Connection) -> ConnectionHealth:
+        """Whether the connection's events can arrive, for a CRM's status page: from what the
+        source already knows (its own records, the connection's status), without a vendor
+        call on each page view. ``reason`` is a short code free of personal data. The
+        default: a ``broken`` connection is failing, anything else unknown."""
+        if connection.status == "broken":
+            reason = connection.status_reason or ""
+            return ConnectionHealth("failing", reason if _REASON.match(reason) else "broken")
+        return ConnectionHealth("unknown")
+
+
+#: ``ok``: events arrive; ``failing``: a person must act; ``unknown``: cannot tell (yet).
+HealthStatus = Literal["ok", "failing", "unknown"]
+_REASON = re.compile(r"^[a-z0-9_]{1,40}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionHealth:
+    """A connection's health as its source reports it (:meth:`Source.health`).
+
+    ``reason`` is a short lower-case code (``webhook_disabled``, ``api_key_rejected``), never
+    a message: CRMs turn it into their own words and it may be logged.
+    """
+
+    status: HealthStatus
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in ("ok", "failing", "unknown"):
+            raise ValueError("health status is ok, failing or unknown")
+        if self.reason is not None and not _REASON.match(self.reason):
+            raise ValueError("a health reason is a short lower-case code")
+
 
 @dataclass(frozen=True, slots=True)
 class OriginateResult:
@@ -119,4 +153,4 @@ class OriginateResult:
     call_id: str | None = None
 
 
-__all__ = ["OriginateResult", "Source", "WebhookRequest"]
+__all__ = ["ConnectionHealth", "HealthStatus", "OriginateResult", "Source", "WebhookRequest"]

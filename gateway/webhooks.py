@@ -75,4 +75,5 @@ async def handle(request: web.Request) -> web.Response:
     except Exception as exc:
         log.error("webhook failed", extra={"plugin": plugin, "error": type(exc).__name__})
         return _reply(plugin, 503, "temporarily unavailable")
+    gw.activity.seen(connection.id)  # in memory; written in batches (gateway/activity.py)
     return _reply(plugin, 200, "") if count is None else _reply(plugin, 200, "", events=count)

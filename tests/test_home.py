@@ -57,3 +57,14 @@ async def test_home_handler(aiohttp_client: Any) -> None:
         assert resp.headers[name] == value
     state["ok"] = None  # type: ignore[assignment]
     assert "not ready" in await (await client.get("/")).text()
+
+
+async def test_the_gateway_serves_the_home_page_and_shows_no_tenant(gateway_harness: Any) -> None:
+    h = await gateway_harness()
+    await h.create_tenant("acme-secret-tenant")
+    resp = await h.client.get("/")
+    assert resp.status == 200 and resp.content_type == "text/html"
+    html = await resp.text()
+    assert "healthy" in html and "acme-secret-tenant" not in html
+    assert resp.headers["Content-Security-Policy"] == HEADERS["Content-Security-Policy"]
+    assert (await h.client.post("/")).status == 405

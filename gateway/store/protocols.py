@@ -17,7 +17,7 @@ Rules every backend keeps:
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypedDict
 
 from ..audit import AuditEntry
@@ -113,6 +113,15 @@ class Connections(Protocol):
     async def delete(self, connection_id: str) -> None:
         """Delete the connection and its telephony users (no error when it is gone)."""
 
+    async def mark_seen(self, seen: Mapping[str, int]) -> None:
+        """Record when each connection (by id) last received a webhook (ms), in one write.
+        A time no later than the stored one changes nothing, so of several processes
+        flushing their times the latest wins; ids of deleted connections are ignored."""
+
+    async def last_seen(self, tenant: str) -> dict[str, int]:
+        """When each of the tenant's connections last received a webhook (ms), for those
+        that ever recorded one (:meth:`mark_seen`)."""
+
 
 class Sinks(Protocol):
     """Which CRM (sink plugin) each tenant's events go to, with sealed settings."""
@@ -182,6 +191,14 @@ class Events(Protocol):
 
     async def dead_letters(self, tenant: str | None = None) -> list[DeadLetter]:
         """Dead letters of one tenant or all, in id order."""
+
+    async def call_counts(self, tenant: str, sink: str, since_ms: int, bucket_ms: int) -> list[tuple[int, int, int]]:
+        """How the tenant's calls fared at ``sink``, per period: ``(period start, written,
+        failed)`` in time order, periods of ``bucket_ms`` counted from the epoch (UTC hours,
+        days), periods without calls left out. A call (its deliveries to ``sink`` sharing a
+        ``call_key``) counts in the period of its first delivery received at or after
+        ``since_ms``; it *failed* when one of them is a dead letter, else it was *written*
+        when one was delivered; calls still pending count as neither."""
 
     async def replay(self, delivery_id: int, tenant: str | None = None) -> PendingDelivery:
         """Make a dead letter pending again with a fresh retry horizon; return it.

@@ -35,3 +35,4 @@ class DeadLetter:
     reason: str
     received_at: int
     updated_at: int
+    event_seq: int = 0  #: the event it would have delivered (``Events.load``)

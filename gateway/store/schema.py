@@ -157,7 +157,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX clicktocall_created ON clicktocall (created_at);
     CREATE INDEX clicktocall_updated ON clicktocall (state, updated_at);
     """,
-    # 5: the journal: webhooks acknowledged before they are interpreted (sealed payloads)
+    # 5: when each connection last received a webhook (written in batches, the latest wins)
+    """
+    ALTER TABLE connections ADD COLUMN last_webhook_at BIGINT;
+    """,
+    # 6: the journal: webhooks acknowledged before they are interpreted (sealed payloads)
     """
     CREATE TABLE journal (
         id {serial},

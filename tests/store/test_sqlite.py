@@ -49,6 +49,7 @@ async def test_record_phones_and_clicktocall_migrate_onto_a_store_with_data(tmp_
     await store.close()
     con = sqlite3.connect(path)  # back to the schema before migration 4
     con.executescript("DROP TABLE record_phones; DROP TABLE clicktocall; DROP TABLE journal; "
+                      "ALTER TABLE connections DROP COLUMN last_webhook_at; "  # migration 5
                       "UPDATE meta SET value='3' WHERE key='schema_version';")
     con.close()
     store = Store(path, key)

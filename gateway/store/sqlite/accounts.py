@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -98,6 +99,21 @@ class SQLiteConnections:
             conn.execute("DELETE FROM connections WHERE id=?", (connection_id,))
         await self._db.w.submit(job)
         self._cache.pop(connection_id, None)
+
+    async def mark_seen(self, seen: Mapping[str, int]) -> None:
+        if not seen:
+            return
+        rows = [(at, cid, at) for cid, at in seen.items()]
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.executemany("UPDATE connections SET last_webhook_at=? WHERE id=? "
+                             "AND (last_webhook_at IS NULL OR last_webhook_at < ?)", rows)
+        await self._db.w.submit(job, background=True)
+
+    async def last_seen(self, tenant: str) -> dict[str, int]:
+        rows = await self._db.all("SELECT id, last_webhook_at FROM connections WHERE tenant=? "
+                                  "AND last_webhook_at IS NOT NULL", (tenant,))
+        return {r[0]: int(r[1]) for r in rows}
 
     def delete_tenant_rows(self, conn: sqlite3.Connection, tenant: str) -> dict[str, int]:
         return {"connections": conn.execute("DELETE FROM connections WHERE tenant=?", (tenant,)).rowcount}

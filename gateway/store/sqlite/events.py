@@ -153,13 +153,26 @@ class SQLiteEvents:
         await self._db.w.submit(job)
 
     async def dead_letters(self, tenant: str | None = None) -> list[DeadLetter]:
-        sql = ("SELECT id, tenant, sink, attempts, COALESCE(last_error, ''), received_at, updated_at "
-               "FROM deliveries WHERE state='dead'")
+        sql = ("SELECT id, tenant, sink, attempts, COALESCE(last_error, ''), received_at, updated_at, "
+               "event_seq FROM deliveries WHERE state='dead'")
         args: list[Any] = []
         if tenant is not None:
             sql += " AND tenant=?"
             args.append(tenant)
         return [DeadLetter(*r) for r in await self._db.all(sql + " ORDER BY id", args)]
+
+    async def call_counts(self, tenant: str, sink: str, since_ms: int, bucket_ms: int) -> list[tuple[int, int, int]]:
+        if bucket_ms <= 0:
+            raise ValueError("bucket_ms must be positive")
+        rows = await self._db.all(
+            "SELECT (first_at / ?) * ? AS period, SUM(CASE WHEN dead = 0 AND done = 1 THEN 1 ELSE 0 END), "
+            "SUM(dead) FROM (SELECT MIN(received_at) AS first_at, "
+            "MAX(CASE WHEN state = 'dead' THEN 1 ELSE 0 END) AS dead, "
+            "MAX(CASE WHEN state = 'done' THEN 1 ELSE 0 END) AS done FROM deliveries "
+            "WHERE tenant = ? AND sink = ? AND received_at >= ? GROUP BY call_key) AS calls "
+            "GROUP BY period HAVING SUM(dead) + SUM(done) > 0 ORDER BY period",
+            (bucket_ms, bucket_ms, tenant, sink, since_ms))
+        return [(int(r[0]), int(r[1]), int(r[2])) for r in rows]
 
     async def replay(self, delivery_id: int, tenant: str | None = None) -> PendingDelivery:
         def job(conn: sqlite3.Connection) -> int:

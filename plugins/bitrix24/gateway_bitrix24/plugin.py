@@ -7,6 +7,7 @@ from typing import Any
 from gateway import Connection, PluginContext, Subject, hookimpl
 
 from . import routes
+from .app import people
 from .settings import PluginSettings
 from .sink import Bitrix24Sink
 from .sweep import SWEEP_INTERVAL, sweep_lost_click_to_calls
@@ -33,6 +34,12 @@ def register_tasks(register: Any) -> None:
 @hookimpl
 def declare_settings() -> type[PluginSettings]:
     return PluginSettings
+
+
+@hookimpl
+def tenant_removed(context: PluginContext, tenant: str) -> None:
+    """The app forgets the portal's users it keeps in memory for its pages."""
+    people.forget(context, tenant)
 
 
 @hookimpl

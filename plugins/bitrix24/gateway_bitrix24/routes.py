@@ -1,4 +1,5 @@
-"""HTTP handlers: Bitrix24's event endpoint, the UI install page, and the admin routes.
+"""HTTP handlers: Bitrix24's event endpoint and the admin routes; the app's pages (its install
+page included) are :mod:`.app.web`.
 
 Status policy as the core's webhooks: 200 accepted (also duplicates and ignored events), 400
 unparseable, 401 bad application token (nothing changes), 403 portal not allowed, 413, 415.
@@ -24,6 +25,7 @@ from gateway import (
 )
 
 from . import clicktocall, lifecycle
+from .app import web as app_web
 from .parse import (
     CALL_START,
     AppEvent,
@@ -35,7 +37,6 @@ from .parse import (
     parse_callback,
     parse_click_to_call,
     parse_event,
-    parse_ui_install,
 )
 from .records import get_settings, put_settings
 from .settings import TenantSettings
@@ -44,13 +45,6 @@ from .users import Override, list_overrides, replace_overrides
 log = logging.getLogger("gateway_bitrix24.routes")
 
 FORM = "application/x-www-form-urlencoded"
-
-INSTALL_PAGE = """<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>callgate</title>
-<script src="//api.bitrix24.com/api/v1/"></script></head>
-<body><p>Telephony gateway installed.</p>
-<script>BX24.init(function () { BX24.installFinish(); });</script></body></html>
-"""
 
 
 async def _form_body(request: web.Request) -> bytes:
@@ -139,16 +133,6 @@ async def _telephony_event(ctx: PluginContext, event: AppEvent) -> web.Response:
     return json_response({"status": "ignored"})
 
 
-async def handle_ui_install(request: web.Request) -> web.Response:
-    """``POST /apps/bitrix24/install``: the install page of an app with a UI."""
-    ctx = request[CONTEXT]
-    ui = parse_ui_install(await _form_body(request))
-    if (refused := _unconfigured(ctx)) is not None:
-        return refused
-    await lifecycle.on_ui_install(ctx, ui)
-    return web.Response(text=INSTALL_PAGE, content_type="text/html")
-
-
 # --- admin -------------------------------------------------------------------------------
 
 
@@ -206,7 +190,7 @@ async def put_tenant_settings(request: web.Request) -> web.Response:
 
 def register_all(register: Any) -> None:
     register(method="POST", path="/events", handler=handle_event, area="hooks")
-    register(method="POST", path="/install", handler=handle_ui_install, area="apps")
+    app_web.register_all(register)  # the app inside Bitrix24, its install page included
     t = "/tenants/{tenant}"
     register(method="GET", path=t, handler=get_tenant, area="admin")
     register(method="GET", path=f"{t}/user-map", handler=get_user_map, area="admin")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -79,12 +80,12 @@ def stop_chromium(proc: subprocess.Popen[bytes]) -> None:
 class ServedApp:
     """An aiohttp application served on 127.0.0.1 from a thread of its own."""
 
-    def __init__(self, factory: Callable[[], web.Application | Awaitable[web.Application]]) -> None:
+    def __init__(self, factory: Callable[[], web.Application | Awaitable[web.Application]], port: int = 0) -> None:
         self._factory = factory
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="served-app", daemon=True)
         self._runner: web.AppRunner | None = None
-        self.port = 0
+        self.port = port
 
     def __enter__(self) -> ServedApp:
         self._thread.start()
@@ -103,7 +104,7 @@ class ServedApp:
         app = await made if isinstance(made, Awaitable) else made
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         server = site._server  # noqa: SLF001 - the port the OS chose
         assert server is not None and server.sockets
@@ -123,6 +124,13 @@ class ServedApp:
         """Run ``coro`` on the server's loop and wait for its result."""
         future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
         return future.result(timeout)
+
+
+def free_port() -> int:
+    """A port nobody listens on now (for a server that must know its address before it starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def fit_window(page: Any) -> None:

@@ -68,5 +68,6 @@ def admin_page(*, connected: bool = True, failed: bool = True) -> AdminPage:
 def user_page(*, logged_in: bool = True) -> UserPage:
     return UserPage(
         name="Jonas Weber", webex_logged_in=logged_in, webex_login_url="/apps/webex/login?t=xyz",
+        webex_logout_url="/apps/webex/logout?t=xyz",
         accounts=(TelephonyAccount("Webex", "Jonas Weber", "jonas.weber@example.de", "207"),) if logged_in else (),
         mapped=False, call_records=23 if logged_in else 0, retention_days=7)

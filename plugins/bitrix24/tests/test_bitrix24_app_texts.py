@@ -12,7 +12,7 @@ import pytest
 
 from gateway_bitrix24.app import texts as texts_module
 from gateway_bitrix24.app.texts import Texts, available_languages, choose_language
-from gateway_bitrix24.app.views import ErrorReason, Health, MatchedBy
+from gateway_bitrix24.app.views import HEALTH_REASONS, ErrorReason, Health, MatchedBy
 
 APP = resources.files("gateway_bitrix24.app")
 LITERAL_KEY = re.compile(r"""\bt\(\s*["']([a-z0-9_.]*[a-z0-9_])["']""")
@@ -69,7 +69,8 @@ def test_every_key_a_template_builds_exists() -> None:
     keys = set(_strings("en"))
     prefixes = set().union(*(DYNAMIC_KEY.findall(src) for src in _templates().values()))
     values = {"error.reason.": get_args(ErrorReason), "error.next.": get_args(ErrorReason),
-              "status.health.": get_args(Health), "mapping.matched.": (*get_args(MatchedBy), "none"),
+              "status.health.": get_args(Health), "status.reason.": HEALTH_REASONS,
+              "mapping.matched.": (*get_args(MatchedBy), "none"),
               "state.": ("ringing", "answered", "ended", "recording"),
               "privacy.never.": ("logs", "cookies", "third_party", "sell")}
     for row in ("calls", "users", "recordings", "audio", "customer"):

@@ -133,7 +133,7 @@ async def test_ui_install_then_install_event_brings_the_application_token(gatewa
                       "AUTH_ID": "ui-access", "AUTH_EXPIRES": "3600", "REFRESH_ID": "ui-refresh",
                       "member_id": MEMBER, "status": "L", "PLACEMENT": "DEFAULT"}).encode()
     resp = await h.client.post("/apps/bitrix24/install", data=body, headers=FORM)
-    assert resp.status == 200 and "installFinish" in await resp.text()
+    assert resp.status == 200 and "data-install-finish" in await resp.text()  # app.js calls BX24.installFinish
     assert "ONAPPINSTALL" in {c["event"] for c in calls(mock, "event.bind")}
     info = await h.admin("GET", f"/plugins/bitrix24/tenants/{MEMBER}", expect=200)
     assert info["application_token_known"] is False  # APP_SID is not the application token

@@ -21,6 +21,7 @@ from gateway import (
     CallEvent,
     CallState,
     Connection,
+    ConnectionHealth,
     GatewayError,
     OriginateResult,
     Outcome,
@@ -173,6 +174,15 @@ class PlacetelSource(Source):
             await ctx.connections.update(connection.id, status="active")
         log.info("placetel users synced", extra={"connection": connection.id, "users": len(directory)})
         return len(directory)
+
+    async def health(self, ctx: PluginContext, connection: Connection) -> ConnectionHealth:
+        """Failing while Placetel refuses the API key or notifications cannot be verified (no
+        shared secret, and the operator does not allow this connection unsigned); else ok."""
+        if connection.status == "broken":
+            return ConnectionHealth("failing", "api_key_rejected")
+        if not connection.settings.get("secret") and connection.id not in ctx.settings.allow_unsigned:
+            return ConnectionHealth("failing", "no_secret")
+        return ConnectionHealth("ok")
 
     # --- webhooks --------------------------------------------------------------------------
 

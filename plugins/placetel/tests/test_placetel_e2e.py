@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import BadRequest, CallState, Direction, Outcome, RecordingRef, UpstreamError
+from gateway import BadRequest, CallState, ConnectionHealth, Direction, Outcome, RecordingRef, UpstreamError
 from gateway_placetel import background, plugin
 from gateway_placetel.plugin import SOURCE
 from placetel_testdata import (  # noqa: F401 (fixtures fake_api, pt)
@@ -330,6 +330,21 @@ async def test_refresh_users_route(pt):
     resp = await pt.client.post(f"/admin/v1{path}")
     assert resp.status == 401
     assert (await pt.admin("POST", "/plugins/placetel/connections/nope/refresh-users"))["error"]
+
+
+async def test_health_for_a_crms_status_page(gateway_harness, fake_api):  # noqa: F811
+    account(fake_api)
+    h = await gateway_harness(env=env(fake_api))
+    await h.create_tenant("acme")
+    signed = await h.connect("acme", "placetel", {"api_key": API_KEY, "secret": SECRET})
+    unsigned = await h.connect("acme", "placetel", {"api_key": API_KEY})
+    crm = h.context("recorder")
+    assert await crm.connections.health(signed["id"]) == ConnectionHealth("ok")
+    assert await crm.connections.health(unsigned["id"]) == ConnectionHealth("failing", "no_secret")
+    fake_api.on("GET", "/sip_users", status=401, json={"error": "unauthorized"}, replace=True)
+    with pytest.raises(UpstreamError):
+        await SOURCE.sync_users(h.context("placetel"), await h.gw.tenancy.connection(signed["id"]))
+    assert await crm.connections.health(signed["id"]) == ConnectionHealth("failing", "api_key_rejected")
 
 
 async def test_refresh_with_rejected_key_marks_broken(pt):

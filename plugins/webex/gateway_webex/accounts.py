@@ -287,6 +287,15 @@ async def logout(ctx: PluginContext, connection: Connection, person: str) -> Non
     log.info("webex user logged out", extra={"connection": connection.id})
 
 
+async def forget(ctx: PluginContext, connection: Connection, person: str) -> None:
+    """Undo a login whose directory entry is gone already (a data subject's erasure): the
+    webhooks are deleted at Webex and the tokens forgotten; nothing about the person is
+    written back."""
+    await drop_webhooks(ctx, connection, person, at_webex=True)
+    await ctx.storage(connection.tenant).delete("token", user_key(connection, person))
+    log.info("webex login of an erased user removed", extra={"connection": connection.id})
+
+
 async def logout_with_code(ctx: PluginContext, connection: Connection, code: str) -> None:
     """Logout proven by a fresh Webex login of the same person (the browser has no session)."""
     tokens = await exchange_code(ctx, code)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gateway import Source, hookimpl
+from gateway import PluginContext, Source, Subject, hookimpl
 
-from . import routes, tasks
+from . import accounts, routes, tasks
 from .settings import WebexSettings
 from .source import WebexSource
 
@@ -31,3 +31,16 @@ def register_tasks(register: Callable[..., None]) -> None:
 @hookimpl
 def declare_settings() -> type[WebexSettings]:
     return WebexSettings
+
+
+@hookimpl
+async def subject_erase(context: PluginContext, tenant: str, subject: Subject) -> int | None:
+    """The core has erased the person's directory entries: their Webex logins go too (webhooks
+    deleted at Webex, tokens forgotten), so no call of theirs reaches the gateway any more."""
+    removed = 0
+    for connection in await context.connections.list(tenant):
+        for person in await accounts.logged_in(context, connection):
+            if await context.users.get(connection, person) is None:
+                await accounts.forget(context, connection, person)
+                removed += 1
+    return removed or None

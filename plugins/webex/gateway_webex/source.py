@@ -20,6 +20,7 @@ from gateway import (
     ANONYMOUS,
     BadRequest,
     Connection,
+    ConnectionHealth,
     NotFound,
     OriginateResult,
     PluginContext,
@@ -33,7 +34,7 @@ from gateway import (
     WebhookRequest,
 )
 
-from . import accounts, signature
+from . import accounts, signature, tasks
 from .accounts import PLUGIN, NeedsLogin
 from .ids import session_key
 from .parse import (
@@ -181,6 +182,10 @@ class WebexSource(Source):
         links = details.get("temporaryDirectDownloadLinks") if isinstance(details, dict) else None
         link = links.get("audioDownloadLink") if isinstance(links, dict) else None
         return link if isinstance(link, str) and link else None
+
+    async def health(self, ctx: PluginContext, connection: Connection) -> ConnectionHealth:
+        """Webhook health as the periodic check last saw it (:func:`.tasks.webhook_health`)."""
+        return await tasks.webhook_health(ctx, connection)
 
     async def originate(self, ctx: PluginContext, connection: Connection, user: TelephonyUser,
                         number: str) -> OriginateResult:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from datetime import datetime, timedelta, timezone
@@ -11,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway import BadRequest, RetryableError
+from gateway import BadRequest, ConnectionHealth, RetryableError
 from gateway.testing import ADMIN_TOKEN
 from gateway_webex import accounts, tasks
 from gateway_webex.signature import sign
@@ -191,6 +192,26 @@ async def test_inactive_webhook_is_reactivated_with_backoff(webex: Webex, caplog
     assert PERSON not in caplog.text
 
 
+async def test_health_follows_the_webhook_checks_and_logins(webex: Webex) -> None:
+    """What a CRM's status page shows (``ctx.connections.health``), as the checks left it."""
+    ctx, crm = webex.h.gw.contexts["webex"], webex.h.context("recorder")
+    assert await crm.connections.health(webex.connection_id) == ConnectionHealth("ok")
+    hook_id, _ = webex.hook("telephony_calls", "updated")
+    webex.fake.webhooks[hook_id]["status"] = "inactive"
+    webex.fake.script("PUT", f"/webhooks/{hook_id}", 500)  # and Webex refuses to re-activate it
+    await tasks.check_webhooks(ctx)
+    assert await crm.connections.health(webex.connection_id) == ConnectionHealth("failing", "webhook_disabled")
+    webex.fake.webhooks[hook_id]["status"] = "active"
+    await tasks.check_webhooks(ctx)
+    assert await crm.connections.health(webex.connection_id) == ConnectionHealth("ok")
+
+    conn = await _conn(webex)
+    await ctx.users.put(conn, dataclasses.replace(await ctx.users.get(conn, PERSON), status="needs_login"))
+    assert await crm.connections.health(webex.connection_id) == ConnectionHealth("failing", "login_needed")
+    await accounts.logout(ctx, conn, PERSON)
+    assert await crm.connections.health(webex.connection_id) == ConnectionHealth("unknown", "no_users")
+
+
 # --- hostile input -------------------------------------------------------------------------------------
 
 async def _nothing_stored(webex: Webex) -> None:
@@ -329,3 +350,23 @@ async def test_subject_export_and_erase_cover_call_state(webex: Webex) -> None:
     erased = await webex.h.admin("POST", "/tenants/acme/subjects/erase", {"phone": CALLER}, expect=200)
     assert erased["erased"]["plugins"]["webex"] == 1
     assert await webex.h.context("webex").storage("acme").all("call") == []
+
+
+async def test_erasing_a_user_by_e_mail_removes_their_webex_login(webex: Webex) -> None:
+    """A user's own "delete my data" (or the controller's erasure): the core deletes the
+    directory entry, the plugin then deletes the webhooks at Webex and forgets the tokens."""
+    hooks_before = set(webex.fake.webhooks)
+    assert hooks_before
+    erased = await webex.h.admin("POST", "/tenants/acme/subjects/erase", {"email": AGENT_EMAIL}, expect=200)
+    assert erased["erased"]["telephony_users"] == 1 and erased["incomplete"] == []
+    assert webex.fake.webhooks == {}
+    assert {r.path for r in webex.fake.requests("DELETE", "/webhooks/.*")} == {f"/webhooks/{h}" for h in hooks_before}
+    ctx = webex.h.gw.contexts["webex"]
+    conn = await _conn(webex)
+    assert await accounts.logged_in(ctx, conn) == []
+    assert await ctx.users.get(conn, PERSON) is None  # nothing about the person written back
+    # a caller's erasure leaves the logged-in user alone
+    resp = await login(webex.h, webex.connection_id, code="auth-code-3")
+    assert resp.status == 200
+    await webex.h.admin("POST", "/tenants/acme/subjects/erase", {"phone": CALLER}, expect=200)
+    assert await accounts.logged_in(ctx, conn) == [PERSON]

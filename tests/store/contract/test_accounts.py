@@ -8,7 +8,7 @@ from gateway.errors import NotFound
 from gateway.models import Connection
 from gateway.store.protocols import Store
 
-from .backends import TENANT_USER, ingest, call_event
+from .backends import TENANT_USER, call_event, ingest, tenant_with_connection
 
 
 async def test_connections_round_trip_with_their_settings(store: Store) -> None:
@@ -50,6 +50,21 @@ async def test_delete_connection_takes_its_users(store: Store, acme: Connection)
     assert await store.connections.list("acme") == []
     assert await store.users.of_tenant("acme") == []
     await store.connections.delete(acme.id)  # gone already: no error
+
+
+async def test_last_webhook_times_keep_the_latest(store: Store, acme: Connection) -> None:
+    second = await store.connections.add(Connection(store.connections.new_id(), "acme", "phone", {}))
+    beta = await tenant_with_connection(store, "beta")
+    assert await store.connections.last_seen("acme") == {}
+    await store.connections.mark_seen({acme.id: 2_000, beta.id: 7_000, "gone": 9_000})
+    await store.connections.mark_seen({acme.id: 1_000})  # an older flush of another process
+    await store.connections.mark_seen({})
+    assert await store.connections.last_seen("acme") == {acme.id: 2_000}
+    await store.connections.mark_seen({acme.id: 3_000, second.id: 500})
+    assert await store.connections.last_seen("acme") == {acme.id: 3_000, second.id: 500}
+    assert await store.connections.last_seen("beta") == {beta.id: 7_000}
+    await store.connections.delete(second.id)
+    assert await store.connections.last_seen("acme") == {acme.id: 3_000}
 
 
 async def test_sink_bindings(store: Store) -> None:

@@ -93,6 +93,8 @@ async def test_retry_finish_dead_letter_and_replay(store: Store, acme: Connectio
     assert [(x.id, x.tenant, x.sink, x.attempts, x.reason) for x in letters] == [
         (d2.id, "acme", "crm", 7, "http_400"), (b1.id, "beta", "crm", 2, "timeout")]
     assert [x.id for x in await store.events.dead_letters("beta")] == [b1.id]
+    dead_event = await store.events.load("acme", letters[0].event_seq)
+    assert dead_event is not None and dead_event.event_id == "e2"
 
     with pytest.raises(NotFound):
         await store.events.replay(b1.id, "acme")  # another tenant's
@@ -102,6 +104,34 @@ async def test_retry_finish_dead_letter_and_replay(store: Store, acme: Connectio
     assert (replayed.id, replayed.attempts, replayed.dedup_key) == (d2.id, 0, d2.dedup_key)
     assert replayed.since >= d2.since and await store.events.is_pending(d2.id)
     assert [x.id for x in await store.events.dead_letters()] == [b1.id]
+
+
+async def test_call_counts_per_period_count_calls_not_events(store: Store, acme: Connection) -> None:
+    await store.sinks.bind("acme", "other", {})
+    hour = 3_600_000
+    base = (now_ms() // hour - 5) * hour  # the start of an hour, five hours ago
+    # c1: two events delivered; c2: one delivered, one dead; c3: still pending; c4: an hour later
+    await ingest(store, acme, call_event("e1", "c1"), call_event("e2", "c1"), call_event("e3", "c2"),
+                 call_event("e4", "c2"), call_event("e5", "c3"), at=base + 60_000)
+    await ingest(store, acme, call_event("e6", "c4"), at=base + hour + 5)
+    await ingest(store, acme, call_event("old", "c0"), at=base - 2 * hour)
+    by_event = {}
+    for d in await store.events.pending(per_group=100):
+        event = await store.events.load("acme", d.event_seq)
+        assert event is not None
+        by_event[(event.event_id, d.sink)] = d.id
+    for event_id in ("e1", "e2", "e3", "e6", "old"):
+        await store.events.finish(by_event[(event_id, "crm")])
+    await store.events.dead(by_event[("e4", "crm")], 3, "ERROR_CORE")
+    await store.events.dead(by_event[("e1", "other")], 1, "x")  # another sink's failure
+
+    counts = await store.events.call_counts("acme", "crm", base, hour)
+    assert counts == [(base, 1, 1), (base + hour, 1, 0)]
+    day = 86_400_000
+    assert sum(w for _, w, _ in await store.events.call_counts("acme", "crm", base - 3 * hour, day)) == 3
+    assert await store.events.call_counts("acme", "other", base, hour) == [(base, 0, 1)]
+    assert await store.events.call_counts("beta", "crm", 0, hour) == []
+    assert await store.events.call_counts("acme", "crm", base + 2 * hour, hour) == []
 
 
 async def test_purge_deletes_only_what_is_past_the_cutoff(store: Store, acme: Connection) -> None:

@@ -9,6 +9,7 @@ No inline script or style is allowed anywhere.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from .views import BX24_SRC
@@ -39,8 +40,35 @@ def portal_origin(portal: str, scheme: str = "https") -> str:
     return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
 
 
-def content_security_policy(portal: str, *, bx24: bool = False, bx24_src: str = BX24_SRC) -> str:
-    """The ``Content-Security-Policy`` of a page shown inside ``portal``'s frame."""
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def pattern_source(scheme: str, host: str, port: int | None) -> str:
+    """A CSP source for a portal allow-list pattern (``host`` may start with ``*.``; ``port``
+    ``None`` is any port): who may frame a page that belongs to no tenant yet (an error)."""
+    wildcard = host.startswith("*.")
+    bare = host[2:] if wildcard else host
+    if scheme not in _DEFAULT_PORTS or not _HOST.match(bare) or (port is not None and not 0 < port < 65536):
+        raise ValueError("not a portal pattern")
+    where = ":*" if port is None else ("" if port == _DEFAULT_PORTS[scheme] else f":{port}")
+    return f"{scheme}://{'*.' if wildcard else ''}{bare}{where}"
+
+
+_SOURCE = re.compile(r"^https?://(\*\.)?[a-z0-9.-]+(:(\*|[0-9]{1,5}))?$")
+
+
+def _ancestors(portal: str | Sequence[str]) -> str:
+    if isinstance(portal, str):
+        return portal_origin(portal)
+    sources = list(portal)
+    if not all(_SOURCE.match(s) for s in sources):
+        raise ValueError("frame ancestors must be portal origins or patterns")
+    return " ".join(sources) or "'none'"
+
+
+def content_security_policy(portal: str | Sequence[str], *, bx24: bool = False, bx24_src: str = BX24_SRC) -> str:
+    """The ``Content-Security-Policy`` of a page shown inside ``portal``'s frame: a portal
+    address, or several sources made by :func:`portal_origin` / :func:`pattern_source`."""
     script = "'self'" + (f" {_source(bx24_src)}" if bx24 else "")
     return "; ".join((
         "default-src 'self'",
@@ -51,7 +79,7 @@ def content_security_policy(portal: str, *, bx24: bool = False, bx24_src: str = 
         "object-src 'none'",
         "base-uri 'none'",
         "form-action 'self'",
-        f"frame-ancestors {portal_origin(portal)}",
+        f"frame-ancestors {_ancestors(portal)}",
     ))
 
 
@@ -63,7 +91,8 @@ def _source(url: str) -> str:
     return f"https://{parts.hostname}{parts.path}"
 
 
-def security_headers(portal: str, *, bx24: bool = False, bx24_src: str = BX24_SRC) -> dict[str, str]:
+def security_headers(portal: str | Sequence[str], *, bx24: bool = False,
+                     bx24_src: str = BX24_SRC) -> dict[str, str]:
     """Every header an app page is sent with.
 
     Tokens travel in URLs (no cookies in the frame), so no page sends a ``Referer``; pages hold

@@ -38,7 +38,7 @@ def _render(template: str, frame: Frame, page_id: str, **values: Any) -> str:
         return f"{path}?t={view}" if view else path
 
     return environment().get_template(template).render(
-        frame=frame, t=texts, href=href, when=texts.when, page_id=page_id, **values)
+        frame=frame, t=texts, href=href, when=texts.when, date=texts.date, page_id=page_id, **values)
 
 
 def render_error(page: ErrorPage, frame: Frame | None = None) -> str:
@@ -99,9 +99,9 @@ def render_admin(page: AdminPage, frame: Frame) -> str:
 
 def render_user(page: UserPage, frame: Frame) -> str:
     """Every user's own page: Webex login and logout, what the app keeps, delete it."""
-    url = page.webex_login_url
-    if url is not None and not (url.startswith("https://") or (url.startswith("/") and not url.startswith("//"))):
-        raise ValueError("the Webex login link must be https or a path on the gateway")
+    for url in (page.webex_login_url, page.webex_logout_url):
+        if url is not None and not (url.startswith("https://") or (url.startswith("/") and not url.startswith("//"))):
+            raise ValueError("the Webex login and logout links must be https or paths on the gateway")
     return _render("user.html", frame, "user", page=page)
 
 

@@ -50,12 +50,11 @@ SETTINGS = "settings"
 MAPPING = "mapping"
 RETRY = "retry"
 ERASE_ME = "erase-me"
-WEBEX_LOGOUT = "webex-logout"
 
 #: Purposes only a portal administrator may hold (checked again at verification).
 ADMIN_PURPOSES = frozenset({PLACETEL_CONNECT, PLACETEL_DISCONNECT, SETTINGS, MAPPING, RETRY})
 #: Purposes every user holds.
-USER_PURPOSES = frozenset({VIEW, ERASE_ME, WEBEX_LOGOUT})
+USER_PURPOSES = frozenset({VIEW, ERASE_ME})
 
 
 class TokenError(Unauthorized):

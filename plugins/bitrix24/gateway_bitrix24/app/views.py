@@ -25,13 +25,16 @@ ACTION_PATHS: Mapping[str, str] = {
     tokens.MAPPING: "/mapping",
     tokens.RETRY: "/retry",
     tokens.ERASE_ME: "/me/erase",
-    tokens.WEBEX_LOGOUT: "/me/webex-logout",
 }
 
 Health = Literal["ok", "failing", "unknown"]
+#: Health reasons the pages explain (``ConnectionHealth.reason`` of the Placetel and Webex
+#: plugins and of the core); another code is shown as the badge alone.
+HEALTH_REASONS = ("api_key_rejected", "broken", "check_failed", "connection_broken", "login_needed", "no_secret",
+                  "no_users", "no_webhooks", "plugin_not_loaded", "webhook_disabled")
 MatchedBy = Literal["manual", "email", "extension"]
 ErrorReason = Literal["invalid", "expired", "forbidden", "foreign", "not_installed", "unavailable",
-                      "not_found", "bad_request"]
+                      "not_found", "bad_request", "not_configured"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,12 +148,15 @@ class MappingRow:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionStatus:
-    """One telephone connection: when it last sent a webhook, and (Webex) its webhook health."""
+    """One telephone connection: when it last sent a webhook, and its health as its telephone
+    system's plugin reports it (``reason``: a short code such as ``webhook_disabled``)."""
 
     system: str
     label: str
     last_webhook: datetime | None
     webhook_health: Health | None = None
+    reason: str | None = None
+    since: datetime | None = None  #: when it was connected
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,13 +221,15 @@ class TelephonyAccount:
 class UserPage:
     """The user's own page: Webex login state and what the app keeps about them.
 
-    ``webex_login_url`` is the Webex login flow (opened in a new tab: Webex does not allow
-    being framed); ``None`` when Webex is not offered on this gateway.
+    ``webex_login_url`` and ``webex_logout_url`` are the Webex plugin's own flows (opened in a
+    new tab: Webex does not allow being framed, and Webex proves who logs in or out); ``None``
+    when Webex is not offered to the portal.
     """
 
     name: str
     webex_logged_in: bool
     webex_login_url: str | None
+    webex_logout_url: str | None = None
     accounts: Sequence[TelephonyAccount] = ()
     mapped: bool = False  #: an administrator mapped a telephone user to this portal user
     call_records: int = 0
