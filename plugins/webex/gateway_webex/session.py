@@ -200,7 +200,7 @@ def apply(state: Mapping[str, Any] | None, snap: CallSnapshot, *, user: str, loc
         if added or (removed and st["agent"] is None):
             st["ring_seq"] += 1
             events.append(_event(st, CallState.RINGING, _id(st["session"], "ringing", str(st["ring_seq"])),
-                                 received_at, local_user=st["agent"] or _owner(st), ringing=tuple(rings)))
+                                 received_at, local_user=st["agent"] or st.get("caller"), ringing=tuple(rings)))
 
     if alive:
         st["pending_end"] = None
