@@ -218,3 +218,18 @@ async def test_recording_is_attached_with_a_file_name_from_its_id(team: Any) -> 
     (att,) = portal.called("telephony.externalCall.attachRecord")
     assert att["FILENAME"] == f"webex-{RECORDING_ID}.mp3"
     assert CAPTURED_CALLER not in att["FILENAME"] and "Jane" not in att["FILENAME"]
+
+
+async def test_logs_of_whole_calls_carry_no_personal_data(team: Any, caplog: Any) -> None:
+    import logging
+    caplog.set_level(logging.DEBUG)
+    w, portal = team
+    await replay(w, [(A1, PERSON), (B1, PERSON_B), (A3, PERSON), (B_ANSWER, PERSON_B), (B_END, PERSON_B)])
+    hidden = {"privacyEnabled": True, "callType": "external"}
+    await replay(w, [(with_remote(d, **hidden), PERSON) for d in DIRECT_UNANSWERED])
+    await after_grace(w)
+    assert portal.called("telephony.externalCall.finish")
+    text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    for value in (CAPTURED_CALLER, CAPTURED_CALLER[1:], "CALLER EXAMPLE", "agent@example.com", "b@example.com",
+                  "Agent B", PERSON, PERSON_B):
+        assert value not in text
