@@ -28,6 +28,16 @@ run: install
 test: install $(VENV)/.test-plugins
 	$(BIN)/python -m pytest -q
 
+## test-floors: the suite on exactly the declared minimum versions (a floor that is not enough fails)
+test-floors:
+	rm -rf .venv-floors
+	$(PYTHON) -m venv .venv-floors
+	.venv-floors/bin/pip install -q --upgrade pip setuptools
+	$(PYTHON) scripts/floors.py > .venv-floors/floors.txt
+	.venv-floors/bin/pip install -q -c .venv-floors/floors.txt -e '.[test]' \
+		$(foreach p,$(PLUGINS),-e $(dir $(p))) $(foreach p,$(EXAMPLES),-e $(dir $(p)))
+	.venv-floors/bin/python -m pytest -q -p no:cacheprovider
+
 ## bench: the benchmarks (see bench/README.md); they use the test-only plugins too
 bench: install $(VENV)/.test-plugins
 	$(BIN)/python -m bench
@@ -41,4 +51,4 @@ container-smoke:
 	scripts/container-smoke.sh
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) .venv-floors build *.egg-info

@@ -9,11 +9,13 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from . import metrics
 from .appkeys import GATEWAY
 from .errors import BadRequest, Forbidden, GatewayError, NotFound, Unauthorized
 from .http import error_response, json_response, read_json
@@ -36,30 +38,66 @@ def _token_scope(request: web.Request) -> str | None:
     gw = request.app[GATEWAY]
     header = request.headers.get("Authorization", "")
     scheme, _, presented = header.partition(" ")
-    if scheme.lower() != "bearer" or not presented or not gw.config.admin_tokens:
+    presented = presented.strip()
+    # a header with bytes outside ASCII (decoded with surrogates) cannot hold a token
+    if scheme.lower() != "bearer" or not presented or not presented.isascii() or not gw.config.admin_tokens:
         raise Unauthorized("a valid admin bearer token is required")
     match: str | None = None
     found = False
     for token, tenant in gw.config.admin_tokens.items():
-        if hmac.compare_digest(token.encode(), presented.strip().encode()):
+        if hmac.compare_digest(token.encode(), presented.encode()):
             found, match = True, tenant
     if not found:
         raise Unauthorized("a valid admin bearer token is required")
     return match
 
 
+#: At most one ``admin.refused`` audit entry per this many seconds, holding the count.
+REFUSED_AUDIT_INTERVAL = 60.0
+
+
+class _Refusals:
+    """Requests refused for want of a valid token: counted, audited as one entry per interval.
+
+    Anyone can send them, so one permanent audit row each would let strangers fill the log.
+    """
+
+    def __init__(self) -> None:
+        self.pending = 0
+        self.written_at = -REFUSED_AUDIT_INTERVAL
+
+    async def record(self, request: web.Request) -> None:
+        metrics.ADMIN_REFUSED.inc()
+        self.pending += 1
+        now = time.monotonic()
+        if now - self.written_at < REFUSED_AUDIT_INTERVAL:
+            return
+        count, self.pending, self.written_at = self.pending, 0, now
+        try:
+            await request.app[GATEWAY].audit.record("admin.refused", batch=True, count=count,
+                                             interval=int(REFUSED_AUDIT_INTERVAL))
+        except Exception as exc:
+            log.error("could not audit refused admin requests", extra={"error": type(exc).__name__})
+
+
+REFUSALS: web.AppKey[_Refusals] = web.AppKey("admin_refusals", _Refusals)
+
+
 @web.middleware
 async def admin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every admin request needs a bearer token; every one, refused or not, is audited."""
+    """Every admin request needs a bearer token. Authenticated requests are audited one by
+    one; refused ones are counted (``gateway_admin_refused_total``) and audited in aggregate."""
     if not request.path.startswith("/admin/"):
         return await handler(request)
-    scope: str | None = None
-    authenticated = False
     status = 500
     try:
         scope = _token_scope(request)
-        authenticated = True
+    except Unauthorized as exc:  # unknown routes too: a stranger learns nothing about them
+        await request.app[REFUSALS].record(request)
+        return error_response(exc)
+    try:
         request[ADMIN_SCOPE] = scope
+        _known_query(request)
         tenant = request.match_info.get("tenant")
         if tenant is not None and scope is not None and tenant != scope:
             raise Forbidden("this token is scoped to another tenant")
@@ -76,7 +114,17 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
         status = exc.status
         raise
     finally:
-        await _audit_access(request, status, scope, authenticated)
+        await _audit_access(request, status, scope)
+
+
+def _known_query(request: web.Request) -> None:
+    """Refuse query parameters the route does not document: a misspelt ``limt`` would
+    otherwise be ignored without a word."""
+    if not request.query:
+        return
+    from .openapi import PREFIX, query_names
+    if set(request.query) - query_names(request.method, route_pattern(request).removeprefix(PREFIX)):
+        raise BadRequest("unknown query parameter")
 
 
 def route_pattern(request: web.Request) -> str:
@@ -85,9 +133,9 @@ def route_pattern(request: web.Request) -> str:
     return resource.canonical if resource is not None else "(no route)"
 
 
-async def _audit_access(request: web.Request, status: int, scope: str | None, authenticated: bool) -> None:
+async def _audit_access(request: web.Request, status: int, scope: str | None) -> None:
     gw = request.app[GATEWAY]
-    kind = "none" if not authenticated else ("operator" if scope is None else "tenant")
+    kind = "operator" if scope is None else "tenant"
     try:
         await gw.audit.record("admin.access", tenant=scope, batch=True, method=request.method,
                        route=route_pattern(request), status=status, scope=kind)
@@ -224,6 +272,8 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     scope = request[ADMIN_SCOPE]
     tenant = scope if scope is not None else request.query.get("tenant")
+    if tenant is not None and not _TENANT_ID.match(tenant):
+        raise BadRequest("tenant is not a tenant id")
     letters = await gw.deadletters.list(tenant)
     return json_response({"dead_letters": [
         {"id": d.id, "tenant": d.tenant, "sink": d.sink, "attempts": d.attempts, "reason": d.reason,
@@ -271,15 +321,24 @@ SUBJECT_OPERATIONS = {
 }
 
 
+MAX_AUDIT_PAGE = 10_000
+
+
+def _int_query(request: web.Request, name: str, default: int, *, minimum: int, maximum: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or not minimum <= int(raw) <= maximum:
+        raise BadRequest(f"{name} must be an integer from {minimum}")
+    return int(raw)
+
+
 async def list_audit(request: web.Request) -> web.Response:
     """Audit entries in order; a tenant-scoped token sees its own tenant's only."""
     gw = request.app[GATEWAY]
     scope = request[ADMIN_SCOPE]
-    try:
-        after = int(request.query.get("after", "0"))
-        limit = min(int(request.query.get("limit", "1000")), 10000)
-    except ValueError:
-        raise BadRequest("after and limit are integers") from None
+    after = _int_query(request, "after", 0, minimum=0, maximum=2**63 - 1)
+    limit = min(_int_query(request, "limit", 1000, minimum=1, maximum=2**63 - 1), MAX_AUDIT_PAGE)
     entries = await gw.audit.entries(after=after, limit=limit, tenant=scope)
     return json_response({"entries": [e.to_dict() for e in entries]})
 
@@ -305,6 +364,7 @@ async def openapi_document(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
+    app[REFUSALS] = _Refusals()
     r = app.router
     p = "/admin/v1"
     r.add_get(f"{p}/tenants", list_tenants)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
 
-from aiohttp import web
+from aiohttp import web, web_response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import admin, logs, metrics, webhooks
@@ -53,6 +55,50 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
     return response
 
 
+@web.middleware
+async def body_deadline_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Read the body first, within ``GATEWAY_BODY_TIMEOUT``: aiohttp bounds the wait for a
+    request head (the keep-alive timer) but not for a body, so a client trickling one byte at
+    a time would hold its connection and handler for ever. Handlers get the body from
+    ``request.read()`` (cached); sizes are still bounded by ``client_max_size``."""
+    if request.body_exists and not request.content.is_eof():
+        if (request.content_length or 0) > client_max_size(request.app[GATEWAY].config):
+            return json_response({"error": "body too large"}, status=413)  # refused unread
+        try:
+            async with asyncio.timeout(request.app[GATEWAY].config.body_timeout):
+                await request.read()
+        except TimeoutError:
+            metrics.SLOW_BODIES.inc()
+            response = json_response({"error": "request body too slow"}, status=408)
+            await response.prepare(request)
+            await response.write_eof()
+            # close now: the default close would first drain the body for lingering_time
+            request.protocol.force_close()
+            return response
+        except web.HTTPRequestEntityTooLarge:
+            return json_response({"error": "body too large"}, status=413)
+    return await handler(request)
+
+
+#: The ``Server`` header: the product, not the aiohttp and Python versions an attacker would
+#: look up. aiohttp fills the header from a module global, also in the 400s it writes itself
+#: for malformed requests (those bypass the app and its signals), so the global is replaced.
+SERVER_NAME = "callgate"
+
+
+def client_max_size(config: Config) -> int:
+    """The largest body read at all: webhooks enforce ``max_body`` themselves, admin and
+    plugin routes get headroom."""
+    return max(config.max_body, 1024 * 1024)
+
+
+def server_options(config: Config) -> dict[str, Any]:
+    """Keyword arguments for aiohttp's server (``AppRunner``). Its keep-alive timer closes a
+    connection that is idle or has not finished sending its request head when it fires;
+    there is no separate header timeout (docs/operations.md)."""
+    return {"keepalive_timeout": config.idle_timeout}
+
+
 async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
@@ -93,10 +139,10 @@ def create_app(config: Config, *, extra_plugins: Iterable[tuple[str, object]] = 
                gateway: Gateway | None = None) -> web.Application:
     """The aiohttp application. The gateway opens on start-up and closes on clean-up."""
     gw = gateway or build_gateway(config, extra_plugins)
-    # the webhook handler enforces max_body itself; leave headroom for admin and plugin routes
-    app = web.Application(middlewares=[context_middleware, admin.admin_middleware],
-                          client_max_size=max(config.max_body, 1024 * 1024))
+    app = web.Application(middlewares=[body_deadline_middleware, context_middleware, admin.admin_middleware],
+                          client_max_size=client_max_size(config))
     app[GATEWAY] = gw
+    setattr(web_response, "SERVER_SOFTWARE", SERVER_NAME)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await gw.open()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .errors import BadRequest, NotFound
-from .logs import redact
+from .logs import looks_personal
 
 if TYPE_CHECKING:
     from .store import Store
@@ -57,8 +57,8 @@ def chain_hash(prev_hash: str, entry: bytes) -> str:
 def clean_details(ids: Mapping[str, Any]) -> dict[str, Any]:
     """Check what a caller wants to record: short names, scalar values, nothing personal.
 
-    Strings pass through the log redaction, so a number or e-mail slipped in by mistake is
-    stored as a placeholder rather than in the clear.
+    Details are ids by construction and the log is permanent: a string that looks like a
+    phone number, an e-mail, a link or a secret is refused (400), never silently altered.
     """
     out: dict[str, Any] = {}
     for name, value in ids.items():
@@ -67,7 +67,9 @@ def clean_details(ids: Mapping[str, Any]) -> dict[str, Any]:
         if value is None or isinstance(value, (bool, int, float)):
             out[name] = value
         elif isinstance(value, str):
-            out[name] = redact(value[:MAX_ID_LENGTH])
+            if len(value) > MAX_ID_LENGTH or looks_personal(value):
+                raise BadRequest("audit details hold ids and counts, never numbers, e-mails, links or secrets")
+            out[name] = value
         elif isinstance(value, Mapping) and all(isinstance(v, int) for v in value.values()):
             out[name] = {str(k)[:64]: int(v) for k, v in value.items()}
         else:

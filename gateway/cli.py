@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from .config import Config
-from .errors import GatewayError
+from .errors import ConfigError, GatewayError
 from .privacy.rights import OPERATIONS
 
 EXIT_USAGE = 2
@@ -74,36 +74,60 @@ def _parser() -> _Parser:
     return p
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Create ``path`` readable by its owner only from the first byte (never chmod after)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
 def _dev_secrets(config: Config) -> None:
     """Create (once) and use a development master key and admin token beside the database."""
     folder = Path(config.database).resolve().parent
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not config.master_key:
         from .store.crypto import generate_master_key
         key_file = folder / "dev-master.key"
         if not key_file.exists():
-            key_file.write_text(generate_master_key() + "\n")
-            key_file.chmod(0o600)
+            _write_private(key_file, generate_master_key() + "\n")
         config.master_key = key_file.read_text().strip()
     if not config.admin_tokens:
         token_file = folder / "dev-admin.token"
         if not token_file.exists():
-            token_file.write_text(secrets.token_urlsafe(24) + "\n")
-            token_file.chmod(0o600)
+            _write_private(token_file, secrets.token_urlsafe(24) + "\n")
         config.admin_tokens = {token_file.read_text().strip(): None}
         print(f"development admin token in {token_file}", file=sys.stderr)
     print("WARNING: development mode: the master key is kept next to the database; "
           "never use --dev in production", file=sys.stderr)
 
 
+def _database_folder(config: Config) -> None:
+    """The database's folder must exist: a missing one is a wrong path or an unmounted volume,
+    and creating it would put the data where nobody backs it up."""
+    folder = Path(config.database).parent
+    if not folder.is_dir():
+        raise ConfigError(f"the database folder {folder} does not exist (GATEWAY_DATABASE); "
+                          "create it or mount the volume")
+
+
+def _private_files(config: Config) -> None:
+    """Database files left readable by others by an older release: owner-only, like new ones."""
+    for suffix in ("", "-wal", "-shm", ".serving"):
+        path = Path(config.database + suffix)
+        if path.exists() and path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+
+
 def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from . import logs
-    from .app import create_app
+    from .app import create_app, server_options
 
     if args.dev:
         _dev_secrets(config)
+    _database_folder(config)
+    _private_files(config)
     logs.setup(config.log_level)
     # The store's writer thread and the event loop share the GIL; with the default 5 ms
     # switch interval the loop waits behind every stretch of binding and fsync bookkeeping.
@@ -111,7 +135,7 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     app = create_app(config)
 
     async def run() -> None:
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, **server_options(config))
         await runner.setup()  # opens the store: a bad key or schema fails here, before listening
         site = web.TCPSite(runner, config.listen_host, config.listen_port, backlog=1024)
         await site.start()
@@ -161,6 +185,8 @@ def cmd_config(config: Config, args: argparse.Namespace) -> int:
 
 def _with_gateway(config: Config, body: Callable[[Any], Any]) -> Any:
     from .app import build_gateway
+
+    _database_folder(config)
 
     async def run() -> Any:
         gw = build_gateway(config)
@@ -305,6 +331,9 @@ COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Everything the gateway creates (database, WAL, keys, locks) holds secrets or personal
+    # data: owner-only from the start, whatever umask the shell or container brought.
+    os.umask(0o077)
     args = _parser().parse_args(argv)
     try:
         config = Config.load(os.environ, args.config)
@@ -315,5 +344,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except OSError as exc:
-        print(f"gateway: {exc.strerror or type(exc).__name__}", file=sys.stderr)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"gateway: {exc.strerror or type(exc).__name__}{where}", file=sys.stderr)
         return EXIT_ERROR

@@ -38,6 +38,9 @@ CORE_SETTINGS: dict[str, tuple[str, str | None, str]] = {
     "GATEWAY_DELIVERY_CONCURRENCY": ("delivery_concurrency", "64", "deliveries in flight at once"),
     "GATEWAY_RETRY_BASE": ("retry_base", "1", "seconds before the first retry; doubles per attempt"),
     "GATEWAY_RETRY_CAP": ("retry_cap", "300", "longest wait between two retries, in seconds"),
+    "GATEWAY_IDLE_TIMEOUT": ("idle_timeout", "75",
+                             "seconds an idle connection, or one still sending its request head, is kept"),
+    "GATEWAY_BODY_TIMEOUT": ("body_timeout", "30", "seconds a request may take to send its body"),
 }
 
 
@@ -75,6 +78,8 @@ class Config:
     delivery_concurrency: int = 64
     retry_base: float = 1.0
     retry_cap: float = 300.0
+    idle_timeout: float = 75.0
+    body_timeout: float = 30.0
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
     file_plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
 
@@ -144,6 +149,8 @@ class Config:
             delivery_concurrency=max(1, int(_number(raw, "GATEWAY_DELIVERY_CONCURRENCY"))),
             retry_base=max(0.001, _number(raw, "GATEWAY_RETRY_BASE")),
             retry_cap=max(0.001, _number(raw, "GATEWAY_RETRY_CAP")),
+            idle_timeout=_positive(raw, "GATEWAY_IDLE_TIMEOUT"),
+            body_timeout=_positive(raw, "GATEWAY_BODY_TIMEOUT"),
             env=env, file_plugins=plugins,
         )
 
@@ -176,6 +183,7 @@ class Config:
             "plugins_disabled": list(self.plugins_disabled), "retention_days": self.retention_days,
             "delivery_horizon": self.delivery_horizon, "delivery_concurrency": self.delivery_concurrency,
             "retry_base": self.retry_base, "retry_cap": self.retry_cap,
+            "idle_timeout": self.idle_timeout, "body_timeout": self.body_timeout,
         }
         return out
 
@@ -188,3 +196,10 @@ def _number(raw: dict[str, str | None], name: str) -> float:
         return float(raw[name] or "")
     except ValueError:
         raise ConfigError(f"{name} must be a number") from None
+
+
+def _positive(raw: dict[str, str | None], name: str) -> float:
+    value = _number(raw, name)
+    if not 0 < value <= 86400:
+        raise ConfigError(f"{name} must be a number of seconds above 0")
+    return value

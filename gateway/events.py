@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import functools
+import hashlib
+import secrets
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -70,13 +73,33 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(timezone.utc)
 
 
-@functools.lru_cache(maxsize=65536)
+#: How long a normalised number may stay in the cache, and how many entries it holds: long
+#: enough for the events of one call (and the company's own lines) to hit, short enough that
+#: numbers do not linger in memory. Parsing a dialable number costs 20-40 µs, a hit under 1 µs.
+NUMBER_CACHE_SECONDS = 60.0
+NUMBER_CACHE_SIZE = 4096
+#: Longer inputs are never cached: no phone number is this long, and keys stay small.
+_CACHEABLE_LENGTH = 64
+_cache_key = secrets.token_bytes(16)
+#: keyed digest of (region, raw) -> (expiry, result); insertion order is expiry order
+_number_cache: OrderedDict[bytes, tuple[float, str]] = OrderedDict()
+
+
+def forget_numbers() -> None:
+    """Drop every cached number (after an erasure or an uninstall): nothing personal stays."""
+    _number_cache.clear()
+
+
 def normalize_number(raw: str | None, region: str | None = "DE") -> str | None:
     """Normalise a phone number to E.164 where it parses; keep it raw otherwise.
 
     ``None`` and empty strings give ``None``. ``anonymous`` (any case) and the empty-looking
     placeholders some systems send stay :data:`ANONYMOUS`. Short internal extensions (``23``),
     SIP URIs and service codes (``*73``) are kept as they are.
+
+    Parsed results are cached briefly (:data:`NUMBER_CACHE_SECONDS`, at most
+    :data:`NUMBER_CACHE_SIZE` entries), keyed by a keyed digest of the input, never by the raw
+    text; :func:`forget_numbers` empties the cache.
     """
     if raw is None:
         return None
@@ -92,6 +115,26 @@ def normalize_number(raw: str | None, region: str | None = "DE") -> str | None:
     digits = "".join(ch for ch in text if ch.isdigit())
     if len(digits) <= 6 and not text.startswith("+"):
         return text  # an internal extension, not a dialable number
+    if len(text) > _CACHEABLE_LENGTH:
+        return _parse(text, region)
+    now = time.monotonic()
+    cache = _number_cache
+    while cache:  # expire from the front: entries are appended in expiry order
+        first = next(iter(cache))
+        if cache[first][0] > now and len(cache) < NUMBER_CACHE_SIZE:
+            break
+        del cache[first]
+    key = hashlib.blake2b(f"{region}\x1f{text}".encode("utf-8", "surrogatepass"),
+                          key=_cache_key, digest_size=16).digest()
+    hit = cache.get(key)
+    if hit is not None:
+        return hit[1]
+    result = _parse(text, region)
+    cache[key] = (now + NUMBER_CACHE_SECONDS, result)
+    return result
+
+
+def _parse(text: str, region: str | None) -> str:
     try:
         parsed = phonenumbers.parse(text, None if text.startswith("+") else region)
     except phonenumbers.NumberParseException:

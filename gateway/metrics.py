@@ -36,6 +36,11 @@ PURGED = Counter("gateway_purged_records_total", "Records deleted by retention",
 WEBHOOK_REACTIVATIONS = Counter("gateway_webhook_reactivations_total",
                                 "Vendor webhooks re-activated after being disabled", ["plugin"],
                                 registry=REGISTRY)
+ADMIN_REFUSED = Counter("gateway_admin_refused_total",
+                        "Admin API requests refused for want of a valid bearer token", registry=REGISTRY)
+SLOW_BODIES = Counter("gateway_slow_bodies_total",
+                      "Requests cut off because their body did not arrive within GATEWAY_BODY_TIMEOUT",
+                      registry=REGISTRY)
 PLUGIN_EVENTS = Counter("gateway_plugin_events_total",
                         "Plugin-specific happenings (bounded names only)", ["plugin", "what"],
                         registry=REGISTRY)

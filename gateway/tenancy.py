@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .audit import AuditLog
 from .errors import BadRequest, Conflict, NotFound
+from .events import forget_numbers
 from .models import Connection, SinkBinding, Tenant
 from .sinks import Sink
 from .sources import Source
@@ -88,6 +89,7 @@ class Tenancy:
         # the entry keeps the pseudonym, whose mapping to the tenant went with the tenant
         await self._audit.append_for(ref, "tenant.removed", deleted=counts, failed_plugins=len(heard.failed))
         await self._store.checkpoint()  # the files keep nothing of the tenant, the WAL included
+        forget_numbers()  # nor does the number-normalisation cache
         return {"deleted": counts, "incomplete": list(heard.failed)}
 
     # --- sink bindings -------------------------------------------------------------------

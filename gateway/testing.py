@@ -13,7 +13,7 @@ with any extra in-process plugins, and a :class:`RecordingSink` that keeps what 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +157,147 @@ def gateway_harness(tmp_path: Path, aiohttp_client: Any) -> HarnessFactory:
         client = await aiohttp_client(app)
         return Harness(client, sink)
     return start
+
+
+# --- fuzzing -----------------------------------------------------------------------------
+
+#: Tables that a request could fill; leases and deliveries change by themselves, and the
+#: audit log records authenticated admin access.
+STORED_TABLES = ("tenants", "connections", "sinks", "events", "telephony_users", "records", "restrictions")
+
+
+def stored_rows(h: Harness) -> dict[str, int]:
+    """Rows per table in :data:`STORED_TABLES`, read from the database file: what is committed."""
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{h.gw.config.database}?mode=ro", uri=True)
+    try:
+        return {t: con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in STORED_TABLES}
+    finally:
+        con.close()
+
+
+async def check_answer(h: Harness, send: Callable[[], Awaitable[Any]]) -> int:
+    """Send one fuzzed request and check the status policy: only 2xx or 4xx, no traceback, and
+    a 4xx stores nothing. Returns the status. For property tests of plugin endpoints::
+
+        @given(body=...)
+        async def test_fuzz(my_harness, body):
+            await check_answer(my_harness, lambda: my_harness.client.post(path, data=body))
+    """
+    before = stored_rows(h)
+    resp = await send()
+    text = await resp.text()
+    assert 200 <= resp.status < 300 or 400 <= resp.status < 500, (resp.status, text[:200])
+    assert "Traceback" not in text
+    if resp.status >= 400:
+        assert stored_rows(h) == before, "a refused request stored something"
+    return int(resp.status)
+
+
+def fuzz_settings(max_examples: int = 60) -> Any:
+    """Hypothesis settings for HTTP property tests: bounded, deterministic, one harness for
+    all examples (a function-scoped fixture is fine here)."""
+    from hypothesis import HealthCheck, settings
+
+    return settings(max_examples=max_examples, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+#: Values that broke parsers before: overflowing numbers, digits ``int`` refuses, dates no
+#: call has, bytes outside ASCII, control characters.
+ODD_VALUES = ("99999999999", str(10**30), "-1", "0", "²", "٣", "1e9", "", " ", "\x00", "\udcff",
+              "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2025-08-05T17:44:52",
+              "anonymous", "+", "a" * 300, "[]", "%ff")
+
+
+#: Characters a client can put in a header value (latin-1 without controls).
+HEADER_CHARS = "".join(chr(c) for c in range(0x20, 0x100) if c != 0x7F)
+
+
+def fuzz_bodies(seeds: Sequence[bytes]) -> Any:
+    """A hypothesis strategy: bytes near real bodies (a seed with bytes inserted, replaced or
+    cut off) and arbitrary bytes."""
+    from hypothesis import strategies as st
+
+    def mutate(seed: bytes, at: int, cut: int, junk: bytes) -> bytes:
+        at = at % (len(seed) + 1)
+        return seed[:at] + junk + seed[at + cut:]
+
+    near = st.builds(mutate, st.sampled_from(list(seeds)), st.integers(0, 10_000), st.integers(0, 8),
+                     st.binary(max_size=6))
+    return st.one_of(near, st.sampled_from(list(seeds)).map(lambda s: s[: len(s) // 2]), st.binary(max_size=300))
+
+
+def fuzz_forms(seeds: Sequence[bytes]) -> Any:
+    """A hypothesis strategy: form bodies made from real ones, fields dropped, doubled or set to
+    odd values (and odd keys added)."""
+    from urllib.parse import parse_qsl, urlencode
+
+    from hypothesis import strategies as st
+
+    forms = [parse_qsl(s.decode(), keep_blank_values=True) for s in seeds]
+    values = st.one_of(st.sampled_from(ODD_VALUES), st.text(max_size=20))
+
+    def apply(pairs: list[tuple[str, str]], changes: list[tuple[int, str, str]]) -> bytes:
+        out = list(pairs)
+        for index, op, value in changes:
+            i = index % max(len(out), 1)
+            if op == "drop" and out:
+                del out[i]
+            elif op == "double" and out:
+                out.append((out[i][0], value))
+            elif op == "set" and out:
+                out[i] = (out[i][0], value)
+            else:
+                out.append((value[:12] or "x", value))
+        return urlencode(out, encoding="utf-8", errors="surrogatepass").encode()
+
+    change = st.tuples(st.integers(0, 100), st.sampled_from(("drop", "double", "set", "add")), values)
+    return st.builds(apply, st.sampled_from(forms), st.lists(change, max_size=4))
+
+
+def fuzz_json(seeds: Sequence[bytes]) -> Any:
+    """A hypothesis strategy: JSON bodies made from real ones, with values anywhere in them
+    replaced by other JSON values (wrong types, nulls, odd strings) or removed."""
+    import orjson
+    from hypothesis import strategies as st
+
+    docs = [orjson.loads(s) for s in seeds]
+    odd = st.sampled_from([v for v in ODD_VALUES if "\udcff" not in v])
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1),  # what orjson writes
+                        st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20))
+    values = st.one_of(odd, st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
+                                         | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=6))
+
+    def paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        found = [prefix] if prefix else []
+        children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, child in children:
+            found += paths(child, (*prefix, key))
+        return found
+
+    def apply(doc: Any, changes: list[tuple[int, bool, Any]]) -> bytes:
+        doc = orjson.loads(orjson.dumps(doc))
+        for index, remove, value in changes:
+            options = paths(doc)
+            if not options:
+                break
+            *parents, last = options[index % len(options)]
+            node = doc
+            for key in parents:
+                node = node[key]
+            if remove and isinstance(node, dict):
+                del node[last]
+            else:
+                node[last] = value
+        return orjson.dumps(doc)
+
+    change = st.tuples(st.integers(0, 1000), st.booleans(), values)
+    return st.builds(apply, st.sampled_from(docs), st.lists(change, min_size=1, max_size=3))
+
+
+def corpus(name: str) -> list[bytes]:
+    """The seed corpus of a fuzz target (``tests/fuzz/corpus/<name>/`` in the repository)."""
+    folder = Path(__file__).resolve().parent.parent / "tests" / "fuzz" / "corpus" / name
+    return [p.read_bytes() for p in sorted(folder.iterdir())] if folder.is_dir() else []

@@ -7,7 +7,7 @@ import pytest
 import demo_source
 from gateway.testing import Harness
 
-SECRET = "s3cret-s3cret"
+from demo_secret import SECRET
 
 
 @pytest.fixture

@@ -125,3 +125,36 @@ def test_serve_dev_generates_a_key_and_says_where_it_listens(tmp_path):
     assert f"gateway listening on http://127.0.0.1:{proc.port}" in log
     assert (tmp_path / "dev-master.key").exists() and (tmp_path / "dev-admin.token").exists()
     assert (tmp_path / "dev-master.key").read_text().strip() not in log
+
+
+def test_serve_with_a_missing_database_folder_names_it(tmp_path):
+    missing = tmp_path / "not-mounted"
+    out = gateway("serve", env={"GATEWAY_MASTER_KEY": generate_master_key(),
+                                "GATEWAY_DATABASE": str(missing / "gateway.db")})
+    assert out.returncode == 1
+    one_clear_line(out)
+    assert str(missing) in out.stderr and "GATEWAY_DATABASE" in out.stderr
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize("left_by_older_release", [False, True])
+def test_database_and_development_secrets_are_owner_only_from_the_start(tmp_path, left_by_older_release):
+    import os
+    import stat
+
+    if left_by_older_release:  # an empty database file, readable by everyone
+        (tmp_path / "gateway.db").write_bytes(b"")
+        (tmp_path / "gateway.db").chmod(0o644)
+    proc = GatewayProcess(tmp_path, {}, args=("--dev",))
+    old_umask = os.umask(0o022)  # the child inherits a permissive umask
+    try:
+        proc.start()
+        with urllib.request.urlopen(proc.url + "/healthz", timeout=5):
+            pass
+    finally:
+        os.umask(old_umask)
+        proc.stop()
+    files = [p for p in tmp_path.iterdir() if p.name.startswith(("gateway.db", "dev-"))]
+    assert {p.name for p in files} >= {"gateway.db", "dev-master.key", "dev-admin.token"}
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import SECRET
+from demo_secret import SECRET
 
 from gateway import NotFound, TelephonyUser
 from gateway.testing import Harness

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import orjson
 import pytest
+from demo_secret import SECRET
+from demo_source import sign
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway import ANONYMOUS, CallEvent, CallState, Direction, Outcome, RecordingRef, normalize_number
+from gateway import ANONYMOUS, CallEvent, CallState, Direction, Outcome, RecordingRef, events, normalize_number
 
 
 @pytest.mark.parametrize("raw,expected", [
@@ -85,3 +88,40 @@ def test_stamped_copies_without_touching_the_original():
     stamped = ev.stamped(source="demo", connection_id="k", tenant="acme")
     assert (stamped.source, stamped.connection_id, stamped.tenant) == ("demo", "k", "acme")
     assert ev.tenant == "" and stamped.event_id == ev.event_id
+
+
+def test_the_number_cache_holds_no_raw_input_and_is_bounded(monkeypatch):
+    events.forget_numbers()
+    assert normalize_number("0221 1234 5678") == "+4922112345678"
+    assert normalize_number("0221 1234 5678") == "+4922112345678"  # a hit
+    assert len(events._number_cache) == 1
+    (key, (_expiry, value)), = events._number_cache.items()
+    assert isinstance(key, bytes) and len(key) == 16 and b"1234" not in key  # a keyed digest
+    long_input = "0" + "1" * 10_000  # signed input may carry anything: never a cache key
+    assert normalize_number(long_input) == long_input and len(events._number_cache) == 1
+    monkeypatch.setattr(events, "NUMBER_CACHE_SIZE", 50)
+    for n in range(200):
+        normalize_number(f"+49221{n:08d}")
+    assert len(events._number_cache) <= 50
+
+
+def test_cached_numbers_expire(monkeypatch):
+    events.forget_numbers()
+    now = [1000.0]
+    monkeypatch.setattr(events.time, "monotonic", lambda: now[0])
+    normalize_number("+4922112345678")
+    now[0] += events.NUMBER_CACHE_SECONDS + 1
+    normalize_number("+4930111222")  # any later call drops what expired
+    assert [v for _e, v in events._number_cache.values()] == ["+4930111222"]
+
+
+async def test_an_erasure_empties_the_number_cache(demo):
+    h = demo
+    conn = {"id": demo.connection_id}
+    body = orjson.dumps({"id": "e1", "call": "c1", "state": "ringing", "from": "0221 98765432"})
+    resp = await h.post_hook("demo", conn["id"], body,
+                             {"Content-Type": "application/json", "X-Demo-Signature": sign(SECRET, body)})
+    assert resp.status == 200
+    assert "+4922198765432" in [v for _e, v in events._number_cache.values()]
+    await h.admin("POST", "/tenants/acme/subjects/erase", {"phone": "+4922198765432"}, expect=200)
+    assert "+4922198765432" not in [v for _e, v in events._number_cache.values()]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import orjson
-from conftest import SECRET
+from demo_secret import SECRET
 from demo_source import sign
 
 NUMBER = "+4922112345678"

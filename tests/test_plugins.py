@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 from aiohttp import web
-from conftest import SECRET
+from demo_secret import SECRET
 from demo_source import sign
 
 from gateway import CONTEXT, Sink, Source, hookimpl

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from conftest import SECRET
+from demo_secret import SECRET
 from demo_source import sign
 
 NUMBER = "+4922112345678"

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BadRequest, NotFound
-from ..events import normalize_number
+from ..events import forget_numbers, normalize_number
 from ..models import TelephonyUser
 from . import Subject
 
@@ -108,6 +108,7 @@ async def erase(gw: Gateway, tenant: str, subject: Subject) -> dict[str, Any]:
             plugin_counts[name] = plugin_counts.get(name, 0) + n
     counts["plugins"] = plugin_counts
     failed = list(heard.failed)
+    forget_numbers()  # the number-normalisation cache may hold the person's number
     await gw.audit.record("subject.erase", tenant=tenant, subject_kind=subject.kind,
                    events=counts["events"], deliveries=counts["deliveries"],
                    users=counts["telephony_users"], plugin_records=sum(counts["plugins"].values()),

@@ -12,7 +12,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-from conftest import SECRET
+from demo_secret import SECRET
 from test_dispatcher import SinkPlugin, post
 
 from gateway import CallEvent, CallState, Delivery, Direction, PluginContext, RateLimit, RetryableError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import orjson
-from conftest import SECRET
+from demo_secret import SECRET
 from demo_source import sign
 
 from gateway import Delivery, PluginContext, PermanentError, RetryableError, Sink, TenantPaused, hookimpl

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
-from conftest import SECRET as DEMO_SECRET
+from demo_secret import SECRET as DEMO_SECRET
 from demo_source import sign as demo_sign
 
 PLACETEL_SECRET = "hostile-placetel-secret"

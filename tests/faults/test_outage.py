@@ -9,7 +9,7 @@ import socket
 
 import orjson
 from aiohttp import web
-from conftest import SECRET
+from demo_secret import SECRET
 from demo_source import sign
 
 CALLS = 8

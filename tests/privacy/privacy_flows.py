@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from conftest import SECRET
+from demo_secret import SECRET
 from demo_source import sign
 from gatewayproc import clean_env
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import sqlite3
 
 import orjson
-from conftest import SECRET
+import pytest
+from demo_secret import SECRET
 from privacy_flows import CALLER, EMAIL, NAME, call, cli_env, gateway_cli
 
-from gateway import TelephonyUser
+from gateway import BadRequest, TelephonyUser
 from gateway.testing import ADMIN_TOKEN
 
 
@@ -39,7 +40,7 @@ async def test_operations_are_audited_without_personal_data_and_the_chain_verifi
                    "subject.export", "subject.restrict", "connection.removed", "admin.access"):
         assert action in actions, action
     access = [e["details"] for e in log if e["action"] == "admin.access"]
-    assert {"method": "GET", "route": "/admin/v1/tenants", "status": 401, "scope": "none"} in access
+    assert [e["details"] for e in log if e["action"] == "admin.refused"] == [{"count": 1, "interval": 60}]
     assert any(d["route"] == "/admin/v1/tenants/{tenant}/subjects/export" and d["status"] == 200
                and d["scope"] == "operator" for d in access)
     text = listed.stdout
@@ -92,10 +93,20 @@ async def test_a_scoped_controller_lists_only_its_own_entries(gateway_harness):
 
 
 async def test_plugins_cannot_audit_personal_data_in_the_clear(demo):
-    await demo.gw.audit.record("crm.synced", tenant="acme", note=f"called {CALLER} for {EMAIL}")
-    entry = (await demo.admin("GET", "/audit", expect=200))["entries"]
-    text = orjson.dumps(entry).decode()
-    assert CALLER not in text and EMAIL not in text
+    before = len((await demo.admin("GET", "/audit", expect=200))["entries"])
+    for personal in (f"called {CALLER}", CALLER, EMAIL, "0221 1234567", "https://example.com/x",
+                     "token=abcdef", "x" * 200):
+        with pytest.raises(BadRequest):  # refused, never stored altered
+            await demo.gw.audit.record("crm.synced", tenant="acme", note=personal)
+    entries = (await demo.admin("GET", "/audit", expect=200))["entries"]
+    assert not [e for e in entries if e["action"] == "crm.synced"]
+    assert len(entries) == before + 1  # only the listing's own access entry
+    # ids by construction are kept exactly as given
+    ids = {"member": "a223c6b3710f85df22e9377d6c4f7553", "session": "ec56f405-8573-4093-8d90-2669ff24c3b3",
+           "key_id": "123456789012", "route": "/admin/v1/tenants/{tenant}", "day": "2026-11-29T20:16:30+00:00"}
+    await demo.gw.audit.record("crm.synced", tenant="acme", **ids)
+    entries = (await demo.admin("GET", "/audit", expect=200))["entries"]
+    assert [e["details"] for e in entries if e["action"] == "crm.synced"] == [ids]
     for bad in ({"action": "Bad Action!"}, {"action": "ok", "weird key": 1}, {"action": "ok", "obj": [1]}):
         action = bad.pop("action")
         try:
@@ -104,3 +115,32 @@ async def test_plugins_cannot_audit_personal_data_in_the_clear(demo):
             assert type(exc).__name__ == "BadRequest"
         else:
             raise AssertionError("accepted a bad audit entry")
+
+
+async def test_refused_admin_requests_are_counted_not_audited_one_by_one(demo):
+    from gateway import metrics
+
+    await demo.gw.audit.flush()
+    before = len(await demo.gw.audit.entries())
+    refused_before = metrics.ADMIN_REFUSED._value.get()
+    paths = ["/admin/v1/tenants", "/admin/v1/audit", "/admin/v1/no-such-route", "/admin/x/../v1/tenants"]
+    for i in range(220):
+        resp = await demo.client.get(paths[i % len(paths)], headers={"Authorization": f"Bearer wrong-{i:016d}"}
+                                     if i % 2 else {})
+        assert resp.status == 401  # unknown routes too: nothing to learn without a token
+    await demo.gw.audit.flush()
+    added = (await demo.gw.audit.entries())[before:]
+    assert [(e.action, e.details["count"]) for e in added] == [("admin.refused", 1)]
+    assert metrics.ADMIN_REFUSED._value.get() - refused_before == 220
+
+
+async def test_audit_listing_limits_are_validated_and_capped(demo, monkeypatch):
+    from gateway import admin
+
+    for query in ("limit=-1", "limit=0", "limit=x", "after=-1", "limit=1e3", f"after={2**64}", "limit=%C2%B2"):
+        resp = await demo.client.get(f"/admin/v1/audit?{query}", headers=demo.headers)
+        assert resp.status == 400, query
+    for i in range(4):
+        await demo.admin("GET", "/tenants", expect=200)
+    monkeypatch.setattr(admin, "MAX_AUDIT_PAGE", 3)
+    assert len((await demo.admin("GET", "/audit?limit=100000", expect=200))["entries"]) == 3

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import orjson
-from conftest import SECRET
+from demo_secret import SECRET
 from demo_source import sign
 from privacy_flows import CALLER, EMAIL, NAME, OTHER, call
 

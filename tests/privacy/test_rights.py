@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import SECRET
+from demo_secret import SECRET
 from privacy_flows import CALLER, EMAIL, NAME, OTHER, admin_headers, call, cli_env, gateway_cli
 
 from gateway import Subject, TelephonyUser, hookimpl

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import SECRET
+from demo_secret import SECRET
 from demo_source import sign
 
 from gateway import TelephonyUser

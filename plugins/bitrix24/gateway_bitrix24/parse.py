@@ -23,6 +23,13 @@ _MEMBER_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")  # also a valid core tenant 
 _CALL_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _TOKEN = re.compile(r"^[A-Za-z0-9._-]{1,256}$")
 
+#: Telephony events are acted on only this long after Bitrix24 sent them (``ts``). Bitrix24
+#: queues events and may deliver late, hence an hour; a click-to-call older than that is
+#: stale for the person who clicked, and a captured request replayed later is refused.
+EVENT_WINDOW = 3600
+#: How far ``ts`` may be ahead of our clock (clock skew).
+EVENT_SKEW = 300
+
 INSTALL = "ONAPPINSTALL"
 UPDATE = "ONAPPUPDATE"
 UNINSTALL = "ONAPPUNINSTALL"
@@ -33,11 +40,13 @@ CALLBACK_START = "ONEXTERNALCALLBACKSTART"
 def parse_form(body: bytes) -> dict[str, Any]:
     """Decode a form body with bracketed keys into nested dicts (``a[b][c]=v``).
 
-    Empty brackets (``a[]=1&a[]=2``) collect into a list. Later duplicates win.
+    Empty brackets (``a[]=1&a[]=2``) collect into a list. A key given twice with different
+    values is ambiguous (which one did the sender mean?) and refused; percent-escapes must
+    decode as UTF-8.
     """
     try:
         text = body.decode("utf-8")
-        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False,
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True, errors="strict",
                           max_num_fields=MAX_FIELDS)
     except (UnicodeDecodeError, ValueError):
         raise BadRequest("body is not a valid form") from None
@@ -59,6 +68,8 @@ def parse_form(body: bytes) -> dict[str, Any]:
                     raise BadRequest("malformed form key")
                 if isinstance(node.get(part), (dict, list)):
                     raise BadRequest("form key used both as a value and a group")
+                if node.get(part, value) != value:
+                    raise BadRequest("a form key appears twice with different values")
                 node[part] = value
             elif parts[i + 1] == "" and i + 1 == len(parts) - 1:
                 lst = node.setdefault(part, [])
@@ -77,6 +88,11 @@ def parse_form(body: bytes) -> dict[str, Any]:
 def _str(d: dict[str, Any], key: str) -> str:
     value = d.get(key)
     return value.strip() if isinstance(value, str) else ""
+
+
+def _digits(value: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` accepts ``²`` and other digits ``int`` refuses."""
+    return value.isascii() and value.isdigit()
 
 
 def _int(value: str, what: str) -> int:
@@ -150,8 +166,8 @@ def _auth(raw: Any) -> Auth:
     return Auth(member_id=member, application_token=app_token, domain=_str(raw, "domain"),
                 client_endpoint=_str(raw, "client_endpoint"), access_token=access,
                 refresh_token=refresh,
-                expires=_int(expires, "auth.expires") if expires.isdigit() else 0,
-                user_id=_int(user, "auth.user_id") if user.isdigit() else 0)
+                expires=_int(expires, "auth.expires") if _digits(expires) else 0,
+                user_id=_int(user, "auth.user_id") if _digits(user) else 0)
 
 
 def parse_event(body: bytes) -> AppEvent:
@@ -164,8 +180,9 @@ def parse_event(body: bytes) -> AppEvent:
     if not isinstance(data, dict):
         data = {}
     ts = _str(form, "ts")
-    return AppEvent(name=name, auth=_auth(form.get("auth")), data=data,
-                    ts=int(ts) if ts.isdigit() and len(ts) < 12 else 0,
+    if ts and not (_digits(ts) and len(ts) < 12):
+        raise BadRequest("ts is not a unix time")
+    return AppEvent(name=name, auth=_auth(form.get("auth")), data=data, ts=int(ts) if ts else 0,
                     handler_id=_str(form, "event_handler_id")[:32])
 
 
@@ -197,7 +214,7 @@ def parse_ui_install(body: bytes) -> UiInstall:
     expires = _str(form, "AUTH_EXPIRES")
     return UiInstall(member_id=member, domain=_str(form, "DOMAIN"), access_token=access,
                      refresh_token=refresh,
-                     expires_in=_int(expires, "AUTH_EXPIRES") if expires.isdigit() else 3600)
+                     expires_in=_int(expires, "AUTH_EXPIRES") if _digits(expires) else 3600)
 
 
 def parse_flag(value: str) -> bool:
@@ -232,7 +249,7 @@ def parse_click_to_call(data: dict[str, Any]) -> ClickToCall:
     if not _CALL_ID.match(call_id):
         raise BadRequest("data.CALL_ID is missing or malformed")
     user = _str(data, "USER_ID")
-    if not user.isdigit():
+    if not _digits(user):
         raise BadRequest("data.USER_ID is missing")
     number = normalize_number(_str(data, "PHONE_NUMBER_INTERNATIONAL") or _str(data, "PHONE_NUMBER"))
     if not number or number == "anonymous":
@@ -243,8 +260,8 @@ def parse_click_to_call(data: dict[str, Any]) -> ClickToCall:
                        line_number=_str(data, "LINE_NUMBER")[:64],
                        is_mobile=parse_flag(_str(data, "IS_MOBILE")),
                        crm_entity_type=_str(data, "CRM_ENTITY_TYPE").upper()[:16],
-                       crm_entity_id=_int(entity, "data.CRM_ENTITY_ID") if entity.isdigit() else 0,
-                       call_list_id=_int(calllist, "data.CALL_LIST_ID") if calllist.isdigit() else 0)
+                       crm_entity_id=_int(entity, "data.CRM_ENTITY_ID") if _digits(entity) else 0,
+                       call_list_id=_int(calllist, "data.CALL_LIST_ID") if _digits(calllist) else 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,4 +284,9 @@ def parse_callback(data: dict[str, Any]) -> CallbackRequest:
     entity = _str(data, "CRM_ENTITY_ID")
     return CallbackRequest(number=number, line_number=_str(data, "LINE_NUMBER")[:64],
                            crm_entity_type=_str(data, "CRM_ENTITY_TYPE").upper()[:16],
-                           crm_entity_id=_int(entity, "data.CRM_ENTITY_ID") if entity.isdigit() else 0)
+                           crm_entity_id=_int(entity, "data.CRM_ENTITY_ID") if _digits(entity) else 0)
+
+
+def is_fresh(ts: int, now: float) -> bool:
+    """Whether an event sent at ``ts`` (unix seconds; 0 = not given) may still be acted on."""
+    return ts > 0 and now - EVENT_WINDOW <= ts <= now + EVENT_SKEW

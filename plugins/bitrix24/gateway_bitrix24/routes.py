@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from aiohttp import web
@@ -30,6 +31,7 @@ from .parse import (
     INSTALL,
     UNINSTALL,
     UPDATE,
+    is_fresh,
     parse_callback,
     parse_click_to_call,
     parse_event,
@@ -58,7 +60,9 @@ async def _form_body(request: web.Request) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length,
                                             text='{"error": "body too large"}', content_type="application/json")
-    body = await request.content.read(limit + 1)
+    # The whole body (the core reads it within its deadline and size limit): never
+    # ``content.read(n)``, which returns only what arrived first and truncates split bodies.
+    body = await request.read()
     if len(body) > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body),
                                             text='{"error": "body too large"}', content_type="application/json")
@@ -72,9 +76,28 @@ async def _wait_briefly(ctx: PluginContext, task: asyncio.Task[None]) -> None:
         log.info("click-to-call still running after the answer", extra={})
 
 
+#: What an install is told while the operator has not configured the app's credentials.
+UNCONFIGURED_RETRY_AFTER = 600
+
+
+def _unconfigured(ctx: PluginContext) -> web.Response | None:
+    """503 with ``Retry-After`` while the app credentials are unset: verifying an install needs
+    them, and the fault is the operator's, not the sender's (a 4xx would blame the portal)."""
+    settings = ctx.settings
+    if settings.client_id and settings.client_secret:
+        return None
+    log.warning("Bitrix24 install refused: GATEWAY_BITRIX24_CLIENT_ID/CLIENT_SECRET are not set")
+    ctx.count("install_unconfigured")
+    response = json_response({"error": "the Bitrix24 app is not configured on this gateway"}, status=503)
+    response.headers["Retry-After"] = str(UNCONFIGURED_RETRY_AFTER)
+    return response
+
+
 async def handle_event(request: web.Request) -> web.Response:
     ctx = request[CONTEXT]
     event = parse_event(await _form_body(request))
+    if event.name in (INSTALL, UPDATE) and (refused := _unconfigured(ctx)) is not None:
+        return refused
     if event.name == INSTALL:
         result = await lifecycle.on_install(ctx, event.auth)
         return json_response({"status": result})
@@ -85,6 +108,9 @@ async def handle_event(request: web.Request) -> web.Response:
         await lifecycle.on_uninstall(ctx, event.auth)
         return json_response({"status": "removed"})
     await lifecycle.verify_event(ctx, event.auth)
+    if event.name in (CALL_START, CALLBACK_START) and not is_fresh(event.ts, time.time()):
+        ctx.count("stale_event")
+        raise BadRequest("the event is missing its ts or is older than an hour")
     try:
         return await _telephony_event(ctx, event)
     except TimeoutError:  # the dedup lease is held elsewhere: Bitrix24 does not redeliver anyway
@@ -117,6 +143,8 @@ async def handle_ui_install(request: web.Request) -> web.Response:
     """``POST /apps/bitrix24/install``: the install page of an app with a UI."""
     ctx = request[CONTEXT]
     ui = parse_ui_install(await _form_body(request))
+    if (refused := _unconfigured(ctx)) is not None:
+        return refused
     await lifecycle.on_ui_install(ctx, ui)
     return web.Response(text=INSTALL_PAGE, content_type="text/html")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -136,7 +137,7 @@ def click_body(call_id: str, number: str = "+494951234567", token: str = APP_TOK
                is_mobile: str = "0", user_id: str = "1269") -> bytes:
     a = auth(access_token="s7p6event", expires_in="3600", scope="telephony", status="F")
     a["auth[application_token]"] = token
-    return form({"event": "ONEXTERNALCALLSTART", "event_handler_id": "1055", "ts": "1773236988",
+    return form({"event": "ONEXTERNALCALLSTART", "event_handler_id": "1055", "ts": str(int(time.time())),
                  "data[PHONE_NUMBER]": number, "data[PHONE_NUMBER_INTERNATIONAL]": number,
                  "data[EXTENSION]": "", "data[USER_ID]": user_id, "data[CALL_LIST_ID]": "0",
                  "data[LINE_NUMBER]": "7", "data[IS_MOBILE]": is_mobile, "data[CALL_ID]": call_id,

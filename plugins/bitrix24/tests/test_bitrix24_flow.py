@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -306,7 +307,7 @@ async def test_callback_form_registers_type_4_and_originates(gateway_harness: An
          "ASSIGNED_BY": {"ID": "1269", "TIMEMAN_STATUS": "OPENED"}}]))
     mock.post(PORTAL + "telephony.externalCall.register", payload=ok({"CALL_ID": "externalCall.cb.1"}))
     mock.post(PORTAL + "user.get", payload=ok([B24_USER]))
-    body = form({"event": "ONEXTERNALCALLBACKSTART", "ts": "1773237000", "data[PHONE_NUMBER]": CALLER,
+    body = form({"event": "ONEXTERNALCALLBACKSTART", "ts": str(int(time.time())), "data[PHONE_NUMBER]": CALLER,
                  "data[TEXT]": "Bitte zurückrufen", "data[VOICE]": "ruinternalfemale",
                  "data[CRM_ENTITY_TYPE]": "CONTACT", "data[CRM_ENTITY_ID]": "797",
                  "data[LINE_NUMBER]": "022199998560", **auth()})

@@ -47,6 +47,8 @@ _OUTBOUND_ONLY = frozenset({"busy", "canceled", "cancelled", "unavailable", "con
 _CALL_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _MAX_FIELDS = 64
 _MAX_VALUE = 512
+#: Longest call duration taken as real: a week, in seconds.
+MAX_DURATION = 7 * 24 * 3600
 
 
 class ParseError(ValueError):
@@ -77,7 +79,9 @@ def parse_notification(body: bytes) -> Notification:
     """Parse a form-encoded Notify body. Raise :class:`ParseError` when it is unusable."""
     try:
         text = body.decode("utf-8")
-        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=_MAX_FIELDS)
+        # strict: percent-escapes must decode as UTF-8 too, and every field must be k=v
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True, errors="strict",
+                          max_num_fields=_MAX_FIELDS)
     except (UnicodeDecodeError, ValueError):
         raise ParseError("body is not a form-encoded Placetel notification") from None
     fields: dict[str, str] = {}
@@ -120,10 +124,13 @@ def _direction(value: str | None) -> Direction | None:
 
 
 def _duration(value: str | None) -> int | None:
-    """Seconds, or ``None`` when absent or not a number: unknown is not zero."""
+    """Seconds, or ``None`` when absent or not a number: unknown is not zero. A number no call
+    can last is nonsense (and would overflow the time arithmetic): :class:`ParseError`."""
     value = (value or "").strip()
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         return None
+    if len(value) > 7 or int(value) > MAX_DURATION:
+        raise ParseError("the duration is out of range")
     return int(value)
 
 

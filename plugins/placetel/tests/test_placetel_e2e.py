@@ -218,11 +218,18 @@ async def test_unknown_event_is_acknowledged_and_ignored(pt):
     assert len(events) == 1 and events[0].state is CallState.RINGING
 
 
-@pytest.mark.parametrize("body", [b"from=0221&to=0301", b"event=HungUp&type=missed", b"\xff\xfe\x00"])
+@pytest.mark.parametrize("body", [
+    b"from=0221&to=0301", b"event=HungUp&type=missed", b"\xff\xfe\x00",
+    hungup("accepted", duration="99999999999"),  # would overflow the time arithmetic (was 503)
+    hungup("accepted", duration=str(10**400)), hungup("accepted", duration="604801"),
+    incoming(caller="%ff%fe0221"),  # percent-escapes that are not UTF-8
+    incoming() + b"&direction", incoming() + b"&",  # a field that is not key=value
+])
 async def test_unparseable_is_400(pt, body):
     resp = await post(pt, body)
     assert resp.status == 400
     assert CALLER not in await resp.text()
+    assert pt.recorder.deliveries == []
 
 
 async def test_wrong_content_type_is_415(pt):

@@ -8,23 +8,14 @@ canonical events of one customer call.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
 
-from gateway import (
-    ANONYMOUS,
-    CallEvent,
-    CallState,
-    Direction,
-    Outcome,
-    RecordingRef,
-    normalize_number,
-)
+from gateway import ANONYMOUS, normalize_number
 
 from .ids import session_key
 
@@ -65,29 +56,51 @@ def parse_envelope(body: bytes) -> Envelope:
     hook_id = doc.get("id")
     if not isinstance(hook_id, str) or not hook_id or len(hook_id) > 512:
         raise MalformedNotification("webhook id missing")
-    data = doc.get("data")
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise MalformedNotification("data is not an object")
-    created_by = doc.get("createdBy")
-    return Envelope(webhook_id=hook_id, resource=_text(doc.get("resource")), event=_text(doc.get("event")),
-                    created_by=created_by if isinstance(created_by, str) else None, data=data)
+    data = _field(doc, "data", dict)
+    return Envelope(webhook_id=hook_id, resource=_field(doc, "resource", str) or "",
+                    event=_field(doc, "event", str) or "", created_by=_field(doc, "createdBy", str),
+                    data=data or {})
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
+#: Fields Webex documents as present only sometimes ("only once answered"): ``null`` is
+#: read as absent. Every other field, when present, must have its documented type.
+_NULLABLE = frozenset({"answered", "disconnected", "redirections", "number", "name"})
 
 
-def _time(value: Any) -> datetime | None:
-    """An ISO-8601 timestamp as aware UTC, ``None`` when missing or unreadable."""
-    if not isinstance(value, str) or not value:
+def _field(doc: Mapping[str, Any], key: str, kind: type) -> Any:
+    """``doc[key]`` if it has the type Webex documents, ``None`` when absent; any other type
+    (``null`` too, but for :data:`_NULLABLE`) is :class:`MalformedNotification`: we never
+    guess what was meant."""
+    value = doc.get(key)
+    if value is None and (key not in doc or key in _NULLABLE):
+        return None
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise MalformedNotification(f"{key} has the wrong type")
+    return value
+
+
+def _text(doc: Mapping[str, Any], key: str) -> str:
+    return _field(doc, key, str) or ""
+
+
+#: Timestamps outside these years are nonsense; near year 1 or 9999 the arithmetic on them
+#: (time zones, durations) overflows.
+_YEARS = range(2000, 2200)
+
+
+def _time(doc: Mapping[str, Any], key: str) -> datetime | None:
+    """An ISO-8601 timestamp with its zone, as UTC; ``None`` when absent. Anything else (not a
+    string, not ISO-8601, no zone, a date no call can have) is :class:`MalformedNotification`."""
+    value = _field(doc, key, str)
+    if value is None:
         return None
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
+        raise MalformedNotification(f"{key} is not an ISO-8601 time") from None
+    if parsed.tzinfo is None or parsed.year not in _YEARS:
+        raise MalformedNotification(f"{key} is out of range or has no time zone")
+    return parsed.astimezone(timezone.utc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,14 +136,15 @@ class CallSnapshot:
             self.event_type == "answered" and self.personality != "clickToDial")
 
 
-def remote_number(party: Any, region: str | None) -> str | None:
+def remote_number(party: Mapping[str, Any] | None, region: str | None) -> str | None:
     """The remote party's number (E.164 where it parses), ``anonymous`` when hidden."""
-    if not isinstance(party, dict):
+    if party is None:
         return None
-    number = party.get("number")
-    if isinstance(number, str) and number.strip():
+    number = _field(party, "number", str)
+    hidden = _field(party, "privacyEnabled", bool)
+    if number is not None and number.strip():
         return normalize_number(number, region)
-    if party.get("privacyEnabled") is True:
+    if hidden is True:
         return ANONYMOUS
     return None
 
@@ -138,33 +152,33 @@ def remote_number(party: Any, region: str | None) -> str | None:
 def call_snapshot(envelope: Envelope, region: str | None = "DE") -> CallSnapshot:
     """Read a ``telephony_calls`` delivery; raise :class:`MalformedNotification` if unusable."""
     data = envelope.data
-    leg, session = data.get("callId"), data.get("callSessionId")
-    if not isinstance(leg, str) or not leg or not isinstance(session, str) or not session:
+    leg, session = _field(data, "callId", str), _field(data, "callSessionId", str)
+    if not leg or not session:
         raise MalformedNotification("callId or callSessionId missing")
     if len(leg) > 256 or len(session) > 256:
         raise MalformedNotification("call ids too long")
     reasons: list[str] = []
     redirect_number: str | None = None
-    redirections = data.get("redirections")
-    if isinstance(redirections, list):
-        for item in redirections:
-            reason = item.get("reason") if isinstance(item, dict) else None
-            if isinstance(reason, str):
-                reasons.append(reason if reason in REDIRECT_REASONS else "unknown")
-            party = item.get("redirectingParty") if isinstance(item, dict) else None
-            if redirect_number is None and reason in ("callQueue", "huntGroup") and isinstance(party, dict):
-                number = remote_number(party, region)
-                redirect_number = number if number != ANONYMOUS else None
-    party = data.get("remoteParty")
-    call_type = party.get("callType") if isinstance(party, dict) else None
+    for item in _field(data, "redirections", list) or []:
+        if not isinstance(item, dict):
+            raise MalformedNotification("redirections has the wrong type")
+        reason = _field(item, "reason", str)
+        if reason is not None:
+            reasons.append(reason if reason in REDIRECT_REASONS else "unknown")
+        party = _field(item, "redirectingParty", dict)
+        if redirect_number is None and reason in ("callQueue", "huntGroup") and party is not None:
+            number = remote_number(party, region)
+            redirect_number = number if number != ANONYMOUS else None
+    remote = _field(data, "remoteParty", dict)
+    call_type = _field(remote, "callType", str) if remote is not None else None
     return CallSnapshot(
-        event=envelope.event, event_type=_text(data.get("eventType")),
-        event_time=_time(data.get("eventTimestamp")), call_leg=leg, session_id=session,
-        personality=_text(data.get("personality")), state=_text(data.get("state")),
-        remote_number=remote_number(data.get("remoteParty"), region),
-        created=_time(data.get("created")), answered=_time(data.get("answered")),
-        disconnected=_time(data.get("disconnected")),
-        completed_elsewhere=data.get("completedElsewhere") is True,
+        event=envelope.event, event_type=_text(data, "eventType"),
+        event_time=_time(data, "eventTimestamp"), call_leg=leg, session_id=session,
+        personality=_text(data, "personality"), state=_text(data, "state"),
+        remote_number=remote_number(remote, region),
+        created=_time(data, "created"), answered=_time(data, "answered"),
+        disconnected=_time(data, "disconnected"),
+        completed_elsewhere=_field(data, "completedElsewhere", bool) is True,
         redirect_reasons=tuple(reasons), remote_internal=call_type in INTERNAL_CALL_TYPES,
         redirect_number=redirect_number)
 
@@ -184,15 +198,13 @@ class RecordingNotice:
 def recording_notice(envelope: Envelope) -> RecordingNotice:
     """Read a ``convergedRecordings`` delivery (its ``data`` is not documented: be lenient)."""
     data = envelope.data
-    rec_id = data.get("id") or data.get("recordingId")
-    if not isinstance(rec_id, str) or not rec_id or len(rec_id) > 256:
+    rec_id = _field(data, "id", str) or _field(data, "recordingId", str)
+    if not rec_id or len(rec_id) > 256:
         raise MalformedNotification("recording id missing")
-    service = data.get("serviceData")
-    session = service.get("callSessionId") if isinstance(service, dict) else None
+    service = _field(data, "serviceData", dict)
+    session = _field(service, "callSessionId", str) if service is not None else None
     if session is None:
-        session = data.get("callSessionId")
-    status, file_format = data.get("status"), data.get("format")
+        session = _field(data, "callSessionId", str)
     return RecordingNotice(event=envelope.event, recording_id=rec_id,
-                           session=session_key(session) if isinstance(session, str) and session else None,
-                           status=status if isinstance(status, str) else None,
-                           format=file_format if isinstance(file_format, str) else None)
+                           session=session_key(session) if session else None,
+                           status=_field(data, "status", str), format=_field(data, "format", str))

@@ -37,6 +37,8 @@ class WebexSettings:
         object.__setattr__(self, "api_url", api)
         object.__setattr__(self, "authorize_url", self.authorize_url or f"{api}/authorize")
         object.__setattr__(self, "token_url", self.token_url or f"{api}/access_token")
+        # one space-separated value (as OAuth writes scopes) or a comma-separated list
+        object.__setattr__(self, "scopes", tuple(part for item in self.scopes for part in item.split()))
         if not self.scopes:
             raise ValueError("setting scopes must name at least one scope")
         if self.state_ttl < 60:

@@ -10,6 +10,7 @@ from yarl import URL
 
 from gateway import ANONYMOUS, CallState, Direction, Outcome, utcnow
 from gateway_webex import oauth
+from gateway_webex.signature import sign
 from gateway_webex.source import close_missed_calls
 from webex_fixtures import (
     ACCESS_TOKEN,
@@ -188,3 +189,35 @@ async def test_login_is_audited_without_personal_data(webex: Webex) -> None:
     text = str(listing)
     for value in ("agent@example.com", "Agent Smith", ACCESS_TOKEN):
         assert value not in text
+
+
+async def test_timestamps_no_call_can_have_are_400_not_5xx(webex: Webex) -> None:
+    for stamp in ("0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59-01:00"):
+        for field in ("eventTimestamp", "created", "answered", "disconnected"):
+            data = call_data("disconnected", "disconnected", **{field: stamp})
+            resp = await webex.deliver("deleted", data)
+            assert resp.status == 400, (field, stamp)
+    assert webex.h.recorder.deliveries == []
+
+
+async def test_nested_fields_of_the_wrong_type_are_400(webex: Webex) -> None:
+    wrong = [{"personality": None}, {"remoteParty": "+19055550100"}, {"remoteParty": None},
+             {"remoteParty": {"number": 19055550100}}, {"remoteParty": {"privacyEnabled": "yes"}},
+             {"state": ["alerting"]}, {"eventType": 1}, {"callId": None}, {"created": 1754415892},
+             {"created": "yesterday"}, {"created": "2025-08-05T17:44:52"}, {"completedElsewhere": "false"},
+             {"redirections": "callQueue"}, {"redirections": ["callQueue"]},
+             {"redirections": [{"reason": None}]}]
+    for change in wrong:
+        resp = await webex.deliver("created", {**call_data("received", "alerting"), **change})
+        assert resp.status == 400, change
+    hook_id, secret = webex.hook("telephony_calls", "created")
+    for envelope_change in ({"event": None}, {"resource": 5}, {"createdBy": []}, {"data": "x"}):
+        body = orjson.dumps({"id": hook_id, "resource": "telephony_calls", "event": "created",
+                             "data": call_data("received", "alerting"), **envelope_change})
+        resp = await webex.h.post_hook("webex", webex.connection_id, body, {
+            "Content-Type": "application/json", "X-Spark-Signature": sign(secret, body)})
+        assert resp.status == 400, envelope_change
+    assert webex.h.recorder.deliveries == []
+    # fields Webex sends only sometimes may be null: still accepted
+    resp = await webex.deliver("created", {**call_data("received", "alerting"), "answered": None})
+    assert resp.status == 200
