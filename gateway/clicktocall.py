@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from .directory import Directory
 from .errors import BadRequest, NotFound
 from .events import CallEvent, Direction, normalize_number
+from .models import Connection, TelephonyUser
 from .sources import OriginateResult, Source
 
 if TYPE_CHECKING:
@@ -44,16 +45,20 @@ class ClickToCall:
         self._contexts = contexts
 
     async def start(self, sink: str, tenant: str, crm_call_id: str, *, number: str,
-                    email: str | None = None, extension: str | None = None) -> OriginateResult:
+                    email: str | None = None, extension: str | None = None,
+                    line: str | None = None) -> OriginateResult:
         """Dial ``number`` for the telephony user known by ``email`` or ``extension``, as the
-        CRM call ``crm_call_id`` of ``sink``. Raises :class:`BadRequest` when no usable
-        telephony user is mapped, and what the source raises when it cannot place the call."""
+        CRM call ``crm_call_id`` of ``sink``. ``line``: the tenant's number the CRM user chose
+        to call from; among the person's telephony users (a person may have several, on one
+        or more connections) the one whose numbers include it places the call. Raises
+        :class:`BadRequest` when no usable telephony user is mapped, and what the source
+        raises when it cannot place the call."""
         if not crm_call_id or len(crm_call_id) > 128:
             raise BadRequest("a CRM call id is required")
         candidates = await self._directory.active(tenant, email=email, extension=extension)
         if not candidates:
             raise BadRequest("no telephony user is mapped to this CRM user")
-        conn, user = candidates[0]
+        conn, user = pick_line(candidates, line)
         source = self._sources.get(conn.plugin)
         if source is None:
             raise NotFound("the connection's telephony plugin is not loaded")
@@ -86,3 +91,14 @@ class ClickToCall:
                                                     connection_id=event.connection_id, call_id=event.call_id)
                 return crm_call_id
         return None
+
+
+def pick_line(candidates: list[tuple[Connection, TelephonyUser]],
+              line: str | None) -> tuple[Connection, TelephonyUser]:
+    """The candidate whose numbers include ``line`` (compared as E.164), else the first."""
+    wanted = normalize_number(line) if line else None
+    if wanted:
+        for conn, user in candidates:
+            if wanted in {normalize_number(n) or n for n in user.numbers}:
+                return conn, user
+    return candidates[0]

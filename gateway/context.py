@@ -83,6 +83,17 @@ class Tenants:
         """This plugin's sink binding of the tenant, if bound."""
         return await self._gw.tenancy.binding(tenant, self._plugin)
 
+    async def numbers(self, tenant: str) -> builtins.list[str]:
+        """The tenant's own phone numbers (E.164, sorted, no duplicates): those of the active
+        telephony users of every connection of the tenant, whatever its plugin (caller ids,
+        direct numbers). For a CRM that lists the tenant's lines; no names, no e-mails."""
+        found: set[str] = set()
+        for conn in await self._gw.tenancy.connections(tenant):
+            for user in await self._gw.directory.list(conn):
+                if user.status == "active":
+                    found.update(n for n in user.numbers if n.startswith("+") and n[1:].isdigit())
+        return sorted(found)
+
 
 class Connections:
     """Telephone connections: the plugin's own with settings, other plugins' without."""
@@ -274,11 +285,12 @@ class ClickToCallView:
         self._gw = gw
 
     async def start(self, tenant: str, crm_call_id: str, *, number: str, email: str | None = None,
-                    extension: str | None = None) -> OriginateResult:
+                    extension: str | None = None, line: str | None = None) -> OriginateResult:
         """Make the telephony user known by ``email`` (else ``extension``) ring, then dial
-        ``number``, as this CRM's call ``crm_call_id``."""
+        ``number``, as this CRM's call ``crm_call_id``; ``line``, the tenant's number chosen
+        in the CRM, picks which of the person's telephony users places the call."""
         return await self._gw.clicktocall.start(self._plugin, tenant, crm_call_id, number=number,
-                                                email=email, extension=extension)
+                                                email=email, extension=extension, line=line)
 
     async def find(self, event: CallEvent) -> str | None:
         """This CRM's call id if ``event``'s call was started with :meth:`start`, else ``None``."""

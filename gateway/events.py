@@ -50,10 +50,16 @@ class Outcome(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class RecordingRef:
-    """Points at a recording without being its link: ``source`` resolves ``ref`` on delivery."""
+    """Points at a recording without being its link: ``source`` resolves ``ref`` on delivery.
+
+    ``format`` is the file format the provider states (``"mp3"``, ``"wav"``), ``None`` when it
+    does not say: a CRM that needs a file name (Bitrix24 takes only ``.mp3``/``.wav``) builds
+    it from ``ref`` and ``format``, never from the link.
+    """
 
     source: str
     ref: str
+    format: str | None = None
 
 
 def utcnow() -> datetime:
@@ -140,12 +146,27 @@ def _parse(text: str, region: str | None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class CallEvent:
-    """One thing that happened to one call leg, as the telephone system reported it.
+    """One thing that happened to one customer call, as the telephone system reported it.
 
     ``event_id`` is stable across redeliveries of the same notification and unique within the
     connection: the store deduplicates on it. ``call_id`` is shared by all events of one call
     and orders their delivery. ``source``, ``connection_id`` and ``tenant`` are stamped by the
     core when the event is accepted; sources may leave them empty.
+
+    A call is what the *customer* experiences, not one leg per ringing phone: a source that
+    sees several legs (queues, hunt groups, transfers) merges them into one ``call_id`` and
+    emits, in this order: ``ringing`` (the first ring; again whenever the set of ringing
+    users changes), ``answered`` (again when another user takes the call over, e.g. after a
+    transfer), ``ended`` exactly once, then ``recording``. Nothing but ``recording`` follows
+    ``ended``.
+
+    - ``local_user``: the telephony user the call belongs to at this point: who rings alone,
+      who answered last, who placed an outbound call; ``None`` when no single user can be
+      named (a company number ringing a group, a missed queue call).
+    - ``ringing``: the telephony users whose phones ring for this call right now, as far as
+      the source knows (empty when it does not know, and after the answer).
+    - ``internal``: both parties are the tenant's own users (a call between colleagues):
+      CRMs must not create contacts or leads for it.
     """
 
     event_id: str
@@ -162,6 +183,8 @@ class CallEvent:
     ended_at: datetime | None = None
     duration: int | None = None
     recording: RecordingRef | None = None
+    ringing: tuple[str, ...] = ()
+    internal: bool = False
     source: str = ""
     connection_id: str = ""
     tenant: str = ""
@@ -216,6 +239,8 @@ class CallEvent:
                 kw[name] = datetime.fromisoformat(kw[name])
         if kw.get("recording") is not None:
             kw["recording"] = RecordingRef(**kw["recording"])
+        if kw.get("ringing") is not None:
+            kw["ringing"] = tuple(kw["ringing"])
         return cls(**kw)
 
 

@@ -97,3 +97,33 @@ async def test_a_call_after_the_window_is_not_taken(gateway_harness: Any, monkey
 async def test_no_mapped_telephony_user_is_a_clear_refusal(demo: Harness) -> None:
     with pytest.raises(BadRequest, match="no telephony user is mapped"):
         await demo.context("recorder").clicktocall.start("acme", "CRM-4", number=NUMBER, email="x@example.com")
+
+
+async def test_the_chosen_line_picks_the_telephony_user_that_owns_it(gateway_harness: Any) -> None:
+    h = await gateway_harness(plugins=[("dialer", DialerPlugin())])
+    await h.create_tenant("acme")
+    conn = await h.gw.tenancy.connect("acme", "dialer", {})
+    # one person, two phones with different caller ids (Placetel: two SIP users of one web user)
+    await h.gw.directory.put(conn, TelephonyUser("sip-a", "Ann", "ann@example.com", "23", numbers=("+4930231250",)))
+    await h.gw.directory.put(conn, TelephonyUser("sip-b", "Ann", "ann@example.com", "24", numbers=("+4940669690",)))
+    ctx = h.context("recorder")
+    await ctx.clicktocall.start("acme", "CRM-5", number=NUMBER, email="ann@example.com", line="040 669690")
+    assert await ctx.clicktocall.find(event(conn, "via-b", user="sip-b")) == "CRM-5"
+    await ctx.clicktocall.start("acme", "CRM-6", number=NUMBER, email="ann@example.com", line="+4930231250")
+    assert await ctx.clicktocall.find(event(conn, "via-a", user="sip-a")) == "CRM-6"
+    # an unknown line (or none) leaves the choice to the directory's order
+    picked = core_clicktocall.pick_line(await h.gw.directory.active("acme", email="ann@example.com"), "+1555")
+    assert picked[1].user_id in {"sip-a", "sip-b"}
+
+
+async def test_the_tenants_numbers_come_from_every_connections_active_users(gateway_harness: Any) -> None:
+    h = await gateway_harness(plugins=[("dialer", DialerPlugin())])
+    await h.create_tenant("acme")
+    await h.create_tenant("other")
+    conn = await h.gw.tenancy.connect("acme", "dialer", {})
+    await h.gw.directory.put(conn, TelephonyUser("a", numbers=("+4930231250", "23")))
+    await h.gw.directory.put(conn, TelephonyUser("b", numbers=("+4930231250", "+4940669690")))
+    await h.gw.directory.put(conn, TelephonyUser("c", numbers=("+4989999980",), status="logged_out"))
+    elsewhere = await h.gw.tenancy.connect("other", "dialer", {})
+    await h.gw.directory.put(elsewhere, TelephonyUser("d", numbers=("+4969900090",)))
+    assert await h.context("recorder").tenants.numbers("acme") == ["+4930231250", "+4940669690"]

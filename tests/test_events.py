@@ -65,12 +65,21 @@ moments = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 
        state=st.sampled_from([CallState.RINGING, CallState.ANSWERED, CallState.ENDED]),
        outcome=st.none() | st.sampled_from(Outcome), at=moments, answered=st.none() | moments,
        duration=st.none() | st.integers(min_value=0, max_value=10**6), number=st.none() | texts,
-       recording=st.none() | st.builds(RecordingRef, texts, texts))
-def test_json_round_trip(event_id, call_id, direction, state, outcome, at, answered, duration, number, recording):
+       recording=st.none() | st.builds(RecordingRef, texts, texts, st.none() | st.sampled_from(["mp3", "wav"])),
+       ringing=st.lists(texts, max_size=4).map(tuple), internal=st.booleans())
+def test_json_round_trip(event_id, call_id, direction, state, outcome, at, answered, duration, number, recording,
+                         ringing, internal):
     ev = CallEvent(event_id=event_id, call_id=call_id, direction=direction, state=state, outcome=outcome,
                    occurred_at=at, answered_at=answered, duration=duration, remote_number=number,
-                   recording=recording)
+                   recording=recording, ringing=ringing, internal=internal)
     assert CallEvent.from_dict(ev.to_dict()) == ev
+
+
+def test_events_stored_before_the_ringing_internal_and_format_fields_still_read():
+    old = {"event_id": "e", "call_id": "c", "direction": "in", "state": "recording",
+           "occurred_at": "2025-01-01T00:00:00+00:00", "recording": {"source": "x", "ref": "r"}}
+    ev = CallEvent.from_dict(old)
+    assert ev.ringing == () and ev.internal is False and ev.recording == RecordingRef("x", "r", None)
 
 
 def test_stamped_copies_without_touching_the_original():

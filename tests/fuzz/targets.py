@@ -22,6 +22,7 @@ from gateway_bitrix24.users import Override
 from gateway_placetel import parse as placetel
 from gateway_placetel import signature as placetel_signature
 from gateway_webex import parse as webex
+from gateway_webex import session as webex_session
 from gateway_webex import signature as webex_signature
 
 NOW = datetime(2026, 3, 10, 11, 19, 30, tzinfo=timezone.utc)
@@ -53,8 +54,9 @@ def fuzz_webex(data: bytes) -> None:
         snapshot = webex.call_snapshot(envelope)
     except webex.MalformedNotification:
         return
-    state, _events = webex.advance(None, snapshot, local_user="person", received_at=NOW)
-    webex.advance(state, snapshot, local_user="person", received_at=NOW)
+    state, _events = webex_session.apply(None, snapshot, user="person", local_number=None, received_at=NOW)
+    state, _events = webex_session.apply(state, snapshot, user="person", local_number=None, received_at=NOW)
+    webex_session.expire(state, NOW)
 
 
 def fuzz_bitrix24_event(data: bytes) -> None:

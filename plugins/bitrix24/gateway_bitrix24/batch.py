@@ -34,8 +34,14 @@ class Ref:
 
 
 def command(method: str, params: Mapping[str, Any]) -> str:
-    """``method?query`` for ``cmd``; flat scalar params only (what externalCall.* takes)."""
-    plain = [(k, v) for k, v in params.items() if not isinstance(v, Ref)]
+    """``method?query`` for ``cmd``: scalars, and lists as ``KEY[0]=..&KEY[1]=..`` (PHP arrays,
+    e.g. the ``USER_ID`` list of ``externalCall.hide``)."""
+    plain: list[tuple[str, Any]] = []
+    for k, v in params.items():
+        if isinstance(v, (list, tuple)):
+            plain.extend((f"{k}[{i}]", item) for i, item in enumerate(v))
+        elif not isinstance(v, Ref):
+            plain.append((k, v))
     refs = [f"{quote(k)}={v}" for k, v in params.items() if isinstance(v, Ref)]
     query = "&".join(filter(None, [urlencode(plain), *refs]))
     return f"{method}?{query}"

@@ -25,13 +25,14 @@ from typing import Any
 
 from gateway import NotFound, PluginContext, PluginStorage
 
+from . import lines
 from .api import Bitrix24Client
 from .mapping import TYPE_CALLBACK, is_call_unknown
 from .parse import AppEvent, CallbackRequest, ClickToCall
 from .records import get_settings
 from .responses import Bitrix24Error
 from .sink import C2C, phones_of
-from .users import telephony_identity
+from .users import responsible_user, telephony_identity
 
 log = logging.getLogger("gateway_bitrix24.clicktocall")
 
@@ -58,17 +59,26 @@ async def put_c2c(st: PluginStorage, crm_call_id: str, user_id: int, state: str,
 
 
 async def claim_click_to_call(ctx: PluginContext, tenant: str, c2c: ClickToCall) -> bool:
+    """Claim the CRM call (a repeated event is refused); the record keeps the line the user
+    chose, which :func:`originate_for` reads."""
     return await _claim(ctx, tenant, C2C, c2c.call_id,
-                        {"user_id": c2c.user_id, "state": "dialing", "at": time.time()}, c2c.number)
+                        {"user_id": c2c.user_id, "state": "dialing", "at": time.time(),
+                         "line": c2c.line_number}, c2c.number)
 
 
-async def originate_for(ctx: PluginContext, tenant: str, crm_call_id: str, user_id: int, number: str) -> None:
-    """Dial for CRM user ``user_id``; on any failure finish ``crm_call_id`` so the card closes."""
+async def originate_for(ctx: PluginContext, tenant: str, crm_call_id: str, user_id: int, number: str,
+                        line: str | None = None) -> None:
+    """Dial for CRM user ``user_id`` on the chosen line (``line``, else the one the claimed
+    ``c2c`` record names); on any failure finish ``crm_call_id`` so the card closes."""
     client = Bitrix24Client(ctx, tenant)
     st = client.st
     try:
         email, extension = await telephony_identity(client, user_id)
-        await ctx.clicktocall.start(tenant, crm_call_id, number=number, email=email, extension=extension)
+        if line is None:
+            claimed = await st.get(C2C, crm_call_id)
+            line = str(claimed.get("line") or "") if isinstance(claimed, dict) else ""
+        await ctx.clicktocall.start(tenant, crm_call_id, number=number, email=email, extension=extension,
+                                    line=await lines.chosen(client, line) if line else None)
         current = await st.get(C2C, crm_call_id)
         if not isinstance(current, dict) or current.get("state") == "dialing":  # not adopted meanwhile
             await put_c2c(st, crm_call_id, user_id, "dialed", number)
@@ -117,7 +127,8 @@ async def claim_callback(ctx: PluginContext, tenant: str, key: str, number: str)
     return await _claim(ctx, tenant, CALLBACKS, key, {"at": int(time.time())}, number)
 
 
-async def _responsible_user(client: Bitrix24Client, cb: CallbackRequest) -> int | None:
+async def _assigned_user(client: Bitrix24Client, cb: CallbackRequest) -> int | None:
+    """The user the CRM entity of a callback form is assigned to, if Bitrix24 names one."""
     found = await client.call("telephony.externalCall.searchCrmEntities", {"PHONE_NUMBER": cb.number})
     for item in found if isinstance(found, list) else []:
         if not isinstance(item, dict):
@@ -135,7 +146,7 @@ async def run_callback(ctx: PluginContext, tenant: str, key: str, cb: CallbackRe
     client = Bitrix24Client(ctx, tenant)
     try:
         settings = await get_settings(client.st)
-        user_id = await _responsible_user(client, cb) or settings.responsible_user_id
+        user_id = await _assigned_user(client, cb) or await responsible_user(client, settings)
         if user_id is None:
             log.info("callback without a CRM user; not placed", extra={"tenant": tenant})
             ctx.count("callback_no_user")
@@ -163,4 +174,4 @@ async def run_callback(ctx: PluginContext, tenant: str, key: str, cb: CallbackRe
         log.warning("callback could not be registered", extra={"tenant": tenant, "error": type(exc).__name__})
         ctx.count("callback_failed")
         return
-    await originate_for(ctx, tenant, crm_call_id, user_id, cb.number)
+    await originate_for(ctx, tenant, crm_call_id, user_id, cb.number, cb.line_number)

@@ -129,7 +129,9 @@ async def on_install(ctx: PluginContext, auth: Auth) -> str:
             raise Unauthorized("the install tokens were refused") from None
         except RetryableError as exc:
             raise UpstreamError("the portal is not available") from exc
-        await put_portal(ctx.storage(auth.member_id), replace(existing, application_token=auth.application_token))
+        await put_portal(ctx.storage(auth.member_id), replace(
+            existing, application_token=auth.application_token,
+            installer_user_id=existing.installer_user_id or auth.user_id))
         await ctx.tenants.set_status(auth.member_id, "active", None)
         log.info("Bitrix24 app install completed", extra={"tenant": auth.member_id})
         return "completed"
@@ -170,7 +172,8 @@ async def on_update(ctx: PluginContext, auth: Auth) -> None:
         async with st.lease("oauth-refresh", ttl=30.0, wait=35.0):
             await put_tokens(st, Tokens(grant.access_token, grant.refresh_token, grant.expires))
         portal = replace(portal, application_token=auth.application_token, client_endpoint=endpoint,
-                         domain=urlsplit(endpoint).hostname or portal.domain)
+                         domain=urlsplit(endpoint).hostname or portal.domain,
+                         installer_user_id=portal.installer_user_id or auth.user_id or grant.user_id)
         await put_portal(st, portal)
     else:
         raise Unauthorized("unknown portal or bad application token")

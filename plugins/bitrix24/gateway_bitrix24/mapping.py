@@ -9,18 +9,35 @@ Decisions (see README):
 - ``EXTERNAL_CALL_ID`` is a digest of (connection, provider call id): unique per physical
   call, stable across retries, so Bitrix24's 30-minute dedup returns the same ``CALL_ID`` for a
   retried register and never merges two calls (pitfall 1).
+- An anonymous caller (or a call without a number) is registered as :data:`ANONYMOUS_NUMBER`
+  with ``CRM_CREATE=0``; internal calls too never create CRM entities.
+- ``LINE_NUMBER`` is the call's own number (E.164), the same form ``externalLine.add`` uses.
+- A recording's ``FILENAME`` is built from the provider's recording id and stated format
+  (``.mp3``/``.wav``, the only ones Bitrix24 takes), never from numbers or names.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
-from gateway import CallEvent, Direction, Outcome
+from gateway import ANONYMOUS, CallEvent, Direction, Outcome
 
 TYPE_OUTBOUND = 1
 TYPE_INBOUND = 2
 TYPE_CALLBACK = 4
+
+#: ``PHONE_NUMBER`` for callers without a number. ``register`` strips everything but digits and
+#: ``#*+,;`` and refuses an empty (PHP-falsy) result ("Unsupported phone number format"), so
+#: ``anonymous`` and ``"0"`` cannot be used; ten zeros survive, are no valid number, match no
+#: employee extension, and the unique ``EXTERNAL_CALL_ID`` keeps such calls from merging.
+ANONYMOUS_NUMBER = "0000000000"
+#: Recording file formats Bitrix24 accepts (``attachRecord``: "Only wav and mp3 are allowed").
+RECORDING_FORMATS = frozenset({"mp3", "wav"})
+_E164 = re.compile(r"^\+[1-9][0-9]{5,15}$")
+_SAFE = re.compile(r"[^A-Za-z0-9-]+")
 
 STATUS_CODES: dict[Outcome, str] = {
     Outcome.ANSWERED: "200",
@@ -64,18 +81,30 @@ def start_date(event: CallEvent) -> str:
     return (event.started_at or event.occurred_at).isoformat(timespec="seconds")
 
 
+def is_anonymous(event: CallEvent) -> bool:
+    return not event.remote_number or event.remote_number == ANONYMOUS
+
+
+def line_number(event: CallEvent) -> str | None:
+    """The call's own number as a Bitrix24 line: E.164 only (extensions and SIP ids are not lines)."""
+    number = event.local_number
+    return number if number and _E164.match(number) else None
+
+
 def register_params(event: CallEvent, *, user_id: int, crm_create: bool, show: bool) -> dict[str, Any]:
+    anonymous = is_anonymous(event)
     params: dict[str, Any] = {
         "USER_ID": user_id,
-        "PHONE_NUMBER": event.remote_number,
+        "PHONE_NUMBER": ANONYMOUS_NUMBER if anonymous else event.remote_number,
         "TYPE": call_type(event),
         "CALL_START_DATE": start_date(event),
-        "CRM_CREATE": 1 if crm_create else 0,
+        "CRM_CREATE": 1 if crm_create and not anonymous and not event.internal else 0,
         "SHOW": 1 if show else 0,
         "EXTERNAL_CALL_ID": external_call_id(event),
     }
-    if event.local_number:
-        params["LINE_NUMBER"] = event.local_number
+    line = line_number(event)
+    if line:
+        params["LINE_NUMBER"] = line
     return params
 
 
@@ -86,6 +115,27 @@ def finish_params(event: CallEvent, *, crm_call_id: str, user_id: int) -> dict[s
         "DURATION": duration(event),
         "STATUS_CODE": status_code(event),
     }
+
+
+def recording_filename(event: CallEvent, link: str) -> str | None:
+    """``<source>-<recording id>.<mp3|wav>``: the format the source stated (when it states
+    none: the extension of the link's path); ``None`` when that is not one Bitrix24 takes. The
+    id is the provider's (no personal data); an odd or long one is replaced by its digest."""
+    ref = event.recording
+    if ref is None:
+        return None
+    if ref.format is not None:
+        fmt = ref.format.strip().lower()
+    else:  # the source did not say: the link's path may
+        path = urlsplit(link).path.lower()
+        fmt = next((f for f in sorted(RECORDING_FORMATS) if path.endswith(f".{f}")), "")
+    if fmt not in RECORDING_FORMATS:
+        return None
+    ident = _SAFE.sub("-", ref.ref).strip("-")
+    if not ident or len(ident) > 64:
+        ident = hashlib.sha256(ref.ref.encode()).hexdigest()[:24]
+    source = _SAFE.sub("-", ref.source)[:24] or "call"
+    return f"{source}-{ident}.{fmt}"
 
 
 def is_call_unknown(description: str) -> bool:

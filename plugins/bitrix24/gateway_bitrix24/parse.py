@@ -105,6 +105,15 @@ def _int(value: str, what: str) -> int:
     return n
 
 
+def positive_id(value: Any) -> int | None:
+    """A Bitrix24 id (user, line) as sent: a positive int or a string of digits; else ``None``."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str) and value.isdigit() and int(value) > 0:
+        return int(value)
+    return None
+
+
 def tokens_equal(stored: str | None, given: str | None) -> bool:
     """Constant-time comparison of an application token; missing on either side is unequal."""
     if not stored or not given:

@@ -6,7 +6,7 @@ from typing import Any
 
 from gateway import Connection, PluginContext, Subject, hookimpl
 
-from . import routes
+from . import keepalive, lines, routes
 from .app import people
 from .settings import PluginSettings
 from .sink import Bitrix24Sink
@@ -29,6 +29,8 @@ def register_routes(register: Any) -> None:
 @hookimpl
 def register_tasks(register: Any) -> None:
     register(name="bitrix24-click-to-call-sweep", interval=SWEEP_INTERVAL, func=sweep_lost_click_to_calls)
+    register(name="bitrix24-token-refresh", interval=keepalive.INTERVAL, func=keepalive.refresh_idle_tokens)
+    register(name="bitrix24-lines", interval=lines.SYNC_INTERVAL, func=lines.sync_lines)
 
 
 @hookimpl

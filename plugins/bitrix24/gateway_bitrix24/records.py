@@ -43,6 +43,8 @@ class Tokens:
     access_token: str
     refresh_token: str
     expires: int
+    #: when the pair was granted (epoch seconds; 0 for records of older versions)
+    refreshed_at: int = 0
 
     def __repr__(self) -> str:
         return "Tokens()"
@@ -68,12 +70,14 @@ async def get_tokens(st: PluginStorage) -> Tokens | None:
     raw = await st.get(*OAUTH)
     if not isinstance(raw, dict):
         return None
-    return Tokens(raw.get("access_token", ""), raw.get("refresh_token", ""), int(raw.get("expires") or 0))
+    return Tokens(raw.get("access_token", ""), raw.get("refresh_token", ""), int(raw.get("expires") or 0),
+                  int(raw.get("refreshed_at") or 0))
 
 
 async def put_tokens(st: PluginStorage, tokens: Tokens) -> None:
+    """Store a freshly granted pair (every caller has just got one): stamped with the time."""
     await st.put(*OAUTH, {"access_token": tokens.access_token, "refresh_token": tokens.refresh_token,
-                          "expires": tokens.expires})
+                          "expires": tokens.expires, "refreshed_at": tokens.refreshed_at or int(time.time())})
 
 
 async def get_settings(st: PluginStorage, fallback: dict[str, Any] | None = None) -> TenantSettings:

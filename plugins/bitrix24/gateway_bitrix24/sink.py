@@ -1,11 +1,23 @@
 """The Bitrix24 sink: canonical call events → ``telephony.externalCall.*``.
 
-Per provider call one ``call`` record (call_record=True) remembers the CRM ``CALL_ID``, the
-CRM user and whether ``finish`` went through, so a retried or duplicated delivery never
-registers or finishes twice. Decisions (README): *answered* needs no request (the card is
-already up; a call first seen when answered is registered then); an ended call never seen
-before is registered (without a card) and finished; a recording is attached only after
-``finish``; a call without a CRM user (no match, no default user) is not written.
+One Bitrix24 call per canonical call: the sources merge a call's legs (queues, hunt groups,
+transfers) into one ``call_id``, so the sink stays CRM-only. Per call one ``call`` record
+(call_record=True) remembers the CRM ``CALL_ID``, the user it was registered for, whose cards
+are up (``shown``), the agent who answered and whether ``finish`` went through, so a retried
+or duplicated delivery never registers, shows or finishes twice.
+
+- **ringing**: registered at once, for the user the event names, else the first ringing user,
+  else the tenant's responsible user (``SHOW=0``: nobody is known to ring there); then a card
+  (``externalCall.show``) for every ringing user, hidden again for those who stop ringing;
+- **answered**: the agent's card shown, every other card hidden (``hide``);
+- **ended**: every card but the finishing user's hidden *before* ``finish`` (``finish`` hides
+  only its own user's card and ``hide`` no longer works after it), then ``finish`` for the user
+  the event names (who answered last, or the only one it rang for), else the agent, else the
+  responsible user; a call first seen at its end is registered without a card and finished;
+- **recording**: attached after ``finish`` with a ``FILENAME`` (``.mp3``/``.wav``);
+- calls between colleagues (``internal``) are not written unless the tenant's ``log_internal``
+  says so, and then never with CRM entities; anonymous callers are written as
+  ``ANONYMOUS_NUMBER`` without CRM entities.
 """
 
 from __future__ import annotations
@@ -31,11 +43,12 @@ from gateway import (
 
 from .api import Bitrix24Client
 from .batch import BatchAnswer, Ref, batch_params, parse_batch
-from .mapping import finish_params, is_call_unknown, register_params
+from .lines import ensure_line
+from .mapping import finish_params, is_call_unknown, line_number, recording_filename, register_params
 from .records import get_settings
 from .responses import AuthRevoked, Bitrix24Error, ExpiredToken, raise_error
-from .settings import PLUGIN
-from .users import crm_user_for
+from .settings import PLUGIN, TenantSettings
+from .users import crm_user_for, responsible_user
 
 log = logging.getLogger("gateway_bitrix24.sink")
 
@@ -89,6 +102,8 @@ class CallWriter:
         self.client = Bitrix24Client(ctx, self.tenant)
         self.st = self.client.st
         self.key = call_key(self.event)
+        self.settings = TenantSettings()
+        self._users: dict[str, int | None] = {}
 
     async def _save(self, record: dict[str, Any]) -> None:
         await self.st.put(CALL, self.key, record, phones=phones_of(self.event.remote_number),
@@ -99,15 +114,17 @@ class CallWriter:
         record = await self.st.get(CALL, self.key) or {}
         if record.get("skipped"):
             return
-        if ev.state in (CallState.RINGING, CallState.ANSWERED):
-            if not record.get("crm_call_id"):
-                settings = await get_settings(self.st, self.binding.settings)
-                await self.register(show=settings.show_card)
+        self.settings = await get_settings(self.st, self.binding.settings)
+        if not record.get("crm_call_id") and ev.internal and not self.settings.log_internal:
+            await self._skip("internal")
             return
-        if ev.state is CallState.ENDED:
+        if ev.state is CallState.RINGING and not record.get("finished"):
+            await self.ringing(record)
+        elif ev.state is CallState.ANSWERED and not record.get("finished"):
+            await self.answered(record)
+        elif ev.state is CallState.ENDED:
             await self.end(record)
-            return
-        if ev.state is CallState.RECORDING:
+        elif ev.state is CallState.RECORDING:
             if not record.get("finished"):
                 log.info("recording for a call that was not finished in Bitrix24; dropped",
                          extra={"tenant": self.tenant, "event": ev.event_id})
@@ -115,8 +132,69 @@ class CallWriter:
                 return
             await self.attach(record)
 
+    # --- users --------------------------------------------------------------------------
+
+    async def crm_user(self, telephony_user: str | None) -> int | None:
+        """The Bitrix24 user of a telephony user of the event's connection, if one matches."""
+        if not telephony_user:
+            return None
+        if telephony_user not in self._users:
+            self._users[telephony_user] = await crm_user_for(
+                self.ctx, self.client, self.event.replace(local_user=telephony_user))
+        return self._users[telephony_user]
+
+    async def ringing_users(self) -> list[int]:
+        found: list[int] = []
+        for user in self.event.ringing:
+            uid = await self.crm_user(user)
+            if uid is not None and uid not in found:
+                found.append(uid)
+        return found
+
+    async def responsible(self) -> int | None:
+        return await responsible_user(self.client, self.settings)
+
+    # --- states -------------------------------------------------------------------------
+
+    async def ringing(self, record: dict[str, Any]) -> None:
+        owner = await self.crm_user(self.event.local_user)
+        ringing = await self.ringing_users()
+        if not record.get("crm_call_id"):
+            user = owner or (ringing[0] if ringing else None) or await self.responsible()
+            record = await self.register(user, show=user is not None and (user == owner or user in ringing))
+            if record.get("skipped"):
+                return
+        keep = {uid for uid in (record.get("agent"), owner) if uid}
+        await self.cards(record, set(ringing) | keep)
+
+    async def answered(self, record: dict[str, Any]) -> None:
+        agent = await self.crm_user(self.event.local_user)
+        if not record.get("crm_call_id"):
+            record = await self.register(agent or await self.responsible(), show=agent is not None)
+            if record.get("skipped"):
+                return
+        if agent is not None:
+            record = {**record, "agent": agent}
+            await self.cards(record, {agent})
+
+    async def cards(self, record: dict[str, Any], wanted: set[int]) -> None:
+        """Show the call's card to ``wanted`` users and hide it for everyone else shown."""
+        shown = set(record.get("shown") or [])
+        if not self.settings.show_card:
+            wanted = set()
+        hide, show = sorted(shown - wanted), sorted(wanted - shown)
+        call_id = record["crm_call_id"]
+        if hide:
+            await self.client.call("telephony.externalCall.hide", {"CALL_ID": call_id, "USER_ID": hide})
+        if show:
+            await self.client.call("telephony.externalCall.show", {"CALL_ID": call_id, "USER_ID": show})
+        await self._save({**record, "shown": sorted(wanted)})
+
+    # --- register -----------------------------------------------------------------------
+
     async def _adopt(self) -> dict[str, Any] | None:
-        """A click-to-call: Bitrix24 registered the call already; use its CALL_ID."""
+        """A click-to-call: Bitrix24 registered the call already (card up for the user who
+        clicked); use its CALL_ID."""
         ev = self.event
         crm_call_id = await self.ctx.clicktocall.find(ev)
         if crm_call_id is None or not _CRM_CALL_ID.match(crm_call_id):
@@ -124,38 +202,39 @@ class CallWriter:
         started = await self.st.get(C2C, crm_call_id)
         if not isinstance(started, dict) or not started.get("user_id"):
             return None
-        record: dict[str, Any] = {"crm_call_id": crm_call_id, "user_id": int(started["user_id"]),
-                                  "adopted": True}
+        user_id = int(started["user_id"])
+        record: dict[str, Any] = {"crm_call_id": crm_call_id, "user_id": user_id, "adopted": True,
+                                  "shown": [user_id]}
         await self._save(record)
         await mark_adopted(self.st, crm_call_id, ev.remote_number)
         return record
 
-    async def _prepare_register(self, *, show: bool) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    async def _prepare_register(self, user_id: int | None, *,
+                                show: bool) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """``(record, None)`` when no register is needed (adopted click-to-call, skipped call),
-        else ``(None, register params)``."""
-        ev = self.event
+        else ``(None, register params)``; the call's line exists in Bitrix24 by then."""
         adopted = await self._adopt()
         if adopted is not None:
-            log.info("click-to-call adopted", extra={"tenant": self.tenant, "event": ev.event_id})
+            log.info("click-to-call adopted", extra={"tenant": self.tenant, "event": self.event.event_id})
             return adopted, None
-        if not ev.remote_number or ev.remote_number == ANONYMOUS:
-            return await self._skip("anonymous"), None
-        settings = await get_settings(self.st, self.binding.settings)
-        user_id = await crm_user_for(self.ctx, self.client, ev, settings.responsible_user_id)
         if user_id is None:
             return await self._skip("no_user"), None
-        return None, register_params(ev, user_id=user_id, crm_create=settings.crm_create, show=show)
+        line = line_number(self.event)
+        if line:
+            await ensure_line(self.client, line)
+        return None, register_params(self.event, user_id=user_id, crm_create=self.settings.crm_create,
+                                     show=show and self.settings.show_card)
 
-    async def register(self, *, show: bool) -> dict[str, Any]:
-        record, params = await self._prepare_register(show=show)
+    async def register(self, user_id: int | None, *, show: bool) -> dict[str, Any]:
+        record, params = await self._prepare_register(user_id, show=show)
         if record is not None:
             return record
         assert params is not None
         result = await self.client.call("telephony.externalCall.register", params)
-        return await self._registered(result, int(params["USER_ID"]))
+        return await self._registered(result, params)
 
-    async def _registered(self, result: Any, user_id: int) -> dict[str, Any]:
-        """Store the ``CALL_ID`` of a register answer; log a refused lead."""
+    async def _registered(self, result: Any, params: dict[str, Any]) -> dict[str, Any]:
+        """Store the ``CALL_ID`` of a register answer (and whose card it shows); log a refused lead."""
         crm_call_id = result.get("CALL_ID") if isinstance(result, dict) else None
         if not isinstance(crm_call_id, str) or not _CRM_CALL_ID.match(crm_call_id):
             raise RetryableError("register answered without a CALL_ID", code="NO_CALL_ID")
@@ -163,7 +242,8 @@ class CallWriter:
             log.warning("Bitrix24 registered the call but refused to create a lead", extra={
                 "tenant": self.tenant, "event": self.event.event_id, "code": "LEAD_CREATION_ERROR"})
             self.ctx.count("lead_creation_error")
-        record = {"crm_call_id": crm_call_id, "user_id": user_id}
+        user_id = int(params["USER_ID"])
+        record = {"crm_call_id": crm_call_id, "user_id": user_id, "shown": [user_id] if params["SHOW"] else []}
         await self._save(record)
         return record
 
@@ -174,6 +254,8 @@ class CallWriter:
         record = {"skipped": why}
         await self._save(record)
         return record
+
+    # --- end ----------------------------------------------------------------------------
 
     async def _link(self) -> tuple[str | None, bool]:
         """The recording link (never stored, never logged) and whether resolving it failed."""
@@ -187,28 +269,35 @@ class CallWriter:
             return None, True
 
     async def end(self, record: dict[str, Any]) -> None:
-        """An ended call: register (if first seen now), finish, attach the recording, in that
-        order. Two or more of them go in one ``batch`` (halt on error): one request instead
-        of two or three, which matters under the 2 requests/s portal limit."""
+        """An ended call: register (if first seen now), hide the others' cards, finish, attach
+        the recording, in that order. Two or more of them go in one ``batch`` (halt on error):
+        one request instead of several, which matters under the 2 requests/s portal limit."""
         ev = self.event
+        user_id = await self.crm_user(ev.local_user) or record.get("agent") or await self.responsible()
         params: dict[str, Any] | None = None
         if not record.get("crm_call_id"):
-            prepared, params = await self._prepare_register(show=False)
+            prepared, params = await self._prepare_register(user_id, show=False)
             if prepared is not None:
                 record = prepared
                 if record.get("skipped"):
                     return
+        if user_id is None:
+            user_id = int(record["user_id"])
         link, link_failed = await self._link()
         call_id: str | Ref = Ref("register", "CALL_ID") if params is not None else record["crm_call_id"]
-        user_id = int(params["USER_ID"]) if params is not None else int(record["user_id"])
         commands: dict[str, tuple[str, dict[str, Any]]] = {}
         if params is not None:
             commands["register"] = ("telephony.externalCall.register", params)
+        hide = sorted(set(record.get("shown") or []) - {user_id})
+        if hide and not record.get("finished"):
+            commands["hide"] = ("telephony.externalCall.hide", {"CALL_ID": call_id, "USER_ID": hide})
         if not record.get("finished"):
             fin = finish_params(ev, crm_call_id="", user_id=user_id)
             commands["finish"] = ("telephony.externalCall.finish", {**fin, "CALL_ID": call_id})
-        if link:
-            commands["attach"] = ("telephony.externalCall.attachRecord", {"CALL_ID": call_id, "RECORD_URL": link})
+        name = recording_filename(ev, link) if link else None
+        if link and name:
+            commands["attach"] = ("telephony.externalCall.attachRecord",
+                                  {"CALL_ID": call_id, "RECORD_URL": link, "FILENAME": name})
         answer: BatchAnswer | None = None
         if len(commands) > 1:
             answer = parse_batch(await self.client.call("batch", batch_params(commands)))
@@ -216,18 +305,26 @@ class CallWriter:
         if params is not None:
             result = await self._outcome(answer, "register") if answer else \
                 await self.client.call("telephony.externalCall.register", params)
-            record = await self._registered(result, user_id)
+            record = await self._registered(result, params)
+        if "hide" in commands:
+            if answer is None:
+                await self.client.call(*commands["hide"])
+            else:
+                await self._outcome(answer, "hide")
         if "finish" in commands:
-            record = await self.finish(record, answer)
-        if link:
+            record = await self.finish(record, user_id, answer)
+        if link and name:
             # after an unknown-call finish the batch halted before attachRecord: send it alone
             in_batch = answer is not None and ("finish" not in commands or answer.ran("finish"))
             await self.attach(record, link, answer if in_batch else None)
+        elif link:
+            self._unnamed()
         elif link_failed:
             await self.attach(record)  # raises what resolving raises: the delivery is retried
 
-    async def finish(self, record: dict[str, Any], answer: BatchAnswer | None = None) -> dict[str, Any]:
-        params = finish_params(self.event, crm_call_id=record["crm_call_id"], user_id=int(record["user_id"]))
+    async def finish(self, record: dict[str, Any], user_id: int,
+                     answer: BatchAnswer | None = None) -> dict[str, Any]:
+        params = finish_params(self.event, crm_call_id=record["crm_call_id"], user_id=user_id)
         try:
             if answer is None:
                 await self.client.call("telephony.externalCall.finish", params)
@@ -241,9 +338,14 @@ class CallWriter:
             log.info("Bitrix24 no longer knows the call at finish", extra={
                 "tenant": self.tenant, "event": self.event.event_id, "code": exc.code})
             self.ctx.count("finish_call_unknown")
-        record = {**record, "finished": True}
+        record = {**record, "finished": True, "shown": []}
         await self._save(record)
         return record
+
+    def _unnamed(self) -> None:
+        log.info("recording in a format Bitrix24 does not take; not attached",
+                 extra={"tenant": self.tenant, "event": self.event.event_id})
+        self.ctx.count("recording_format_unknown")
 
     async def attach(self, record: dict[str, Any], link: str | None = None,
                      answer: BatchAnswer | None = None) -> None:
@@ -252,13 +354,16 @@ class CallWriter:
         if not link:
             log.info("recording not available", extra={"tenant": self.tenant, "event": self.event.event_id})
             return
+        name = recording_filename(self.event, link)
+        if name is None:
+            self._unnamed()
+            return
         if answer is None:
             await self.client.call("telephony.externalCall.attachRecord",
-                                   {"CALL_ID": record["crm_call_id"], "RECORD_URL": link})
+                                   {"CALL_ID": record["crm_call_id"], "RECORD_URL": link, "FILENAME": name})
         else:
             await self._outcome(answer, "attach")
         await self._save({**record, "recording": True})
-
 
     async def _outcome(self, answer: BatchAnswer, key: str) -> Any:
         """One command's answer from a batch, or the exception its error means (an auth

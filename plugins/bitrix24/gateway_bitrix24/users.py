@@ -1,20 +1,25 @@
 """Which Bitrix24 user a call belongs to, and which telephony user a CRM user is.
 
 Order: the admin's explicit override (``usermap``, by telephony e-mail or extension), then a
-cached match, then ``user.get`` by extension (``UF_PHONE_INNER``) and by e-mail, then the
-tenant's default user. Matches are cached per tenant for a day, misses for an hour, keyed by
-connection and telephony user id (no personal data in the cache).
+cached match, then ``user.get`` by extension (``UF_PHONE_INNER``) and by e-mail. Matches are
+cached per tenant for a day, misses for an hour, keyed by connection and telephony user id (no
+personal data in the cache). A call no user can be named for goes to the tenant's
+**responsible user** (:func:`responsible_user`): the one the admin chose, else the user who
+installed the app.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gateway import BadRequest, CallEvent, PluginContext, PluginStorage, TelephonyUser
 
 from .api import Bitrix24Client
+from .parse import positive_id
+from .records import get_portal, put_portal
+from .settings import TenantSettings
 
 USERMAP = "usermap"
 USERCACHE = "usercache"
@@ -73,12 +78,7 @@ async def list_overrides(st: PluginStorage) -> list[Override]:
 
 
 def _user_id(raw: Any) -> int | None:
-    value = raw.get("ID") if isinstance(raw, dict) else None
-    if isinstance(value, int) and value > 0:
-        return value
-    if isinstance(value, str) and value.isdigit() and int(value) > 0:
-        return int(value)
-    return None
+    return positive_id(raw.get("ID") if isinstance(raw, dict) else None)
 
 
 async def _search(client: Bitrix24Client, user: TelephonyUser) -> int | None:
@@ -100,8 +100,8 @@ async def _search(client: Bitrix24Client, user: TelephonyUser) -> int | None:
 
 
 async def crm_user_for(ctx: PluginContext, client: Bitrix24Client, event: CallEvent,
-                       default_user_id: int | None) -> int | None:
-    """The Bitrix24 user id for an event's telephony user, or the default, or ``None``."""
+                       default_user_id: int | None = None) -> int | None:
+    """The Bitrix24 user id for an event's telephony user (``local_user``), else the default."""
     st = client.st
     tel = await ctx.users.for_event(event)
     if tel is not None and tel.status == "active":
@@ -136,3 +136,19 @@ async def telephony_identity(client: Bitrix24Client, bitrix24_user_id: int) -> t
             ext = str(item.get("UF_PHONE_INNER") or "").strip() or None
             return email, ext
     return None, None
+
+
+async def responsible_user(client: Bitrix24Client, settings: TenantSettings) -> int | None:
+    """Who gets the calls no agent can be named for: the tenant's ``responsible_user_id``, else
+    the user who installed the app. A portal installed by a version that did not record the
+    installer asks Bitrix24 once who authorised our tokens (``profile``: the installer) and
+    remembers it."""
+    if settings.responsible_user_id:
+        return settings.responsible_user_id
+    portal = await get_portal(client.st)
+    if portal is not None and portal.installer_user_id:
+        return portal.installer_user_id
+    uid = _user_id(await client.call("profile", {}))
+    if uid and portal is not None:
+        await put_portal(client.st, replace(portal, installer_user_id=uid))
+    return uid

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
+import pytest
 from aiohttp import ClientResponse
 from aioresponses import aioresponses
 
@@ -80,7 +81,8 @@ class FakeSource(Source):
                 remote_number=normalize_number(d.get("from")), local_number=normalize_number(d.get("to")),
                 local_user=d.get("user"), outcome=Outcome(d["outcome"]) if d.get("outcome") else None,
                 duration=d.get("duration"),
-                recording=RecordingRef("fakesrc", d["recording"]) if d.get("recording") else None)]
+                recording=RecordingRef("fakesrc", d["recording"], d.get("format", "mp3")) if d.get("recording") else None,
+                ringing=tuple(d.get("ringing", ())), internal=bool(d.get("internal")))]
         except (KeyError, ValueError, TypeError):
             raise BadRequest("unparseable") from None
 
@@ -199,6 +201,20 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> No
         await asyncio.sleep(0.02)
 
 
+async def found(*lookups: Callable[[], Any], timeout: float = 5.0) -> bool:
+    """Until one of the lookups (coroutine functions) finds something, or ``timeout``; whether
+    it did. For records written without waiting for their commit (a source's call state
+    when a webhook gave no events)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        for lookup in lookups:
+            if await lookup():
+                return True
+        await asyncio.sleep(0.02)
+    return False
+
+
 def call_event(event_id: str, call: str, state: str, **kw: Any) -> bytes:
     return orjson.dumps({"id": event_id, "call": call, "state": state, **kw})
 
@@ -224,6 +240,13 @@ class BitrixMock(aioresponses):
         super().add(url, method, *args, **kw)
 
 
+@pytest.fixture
+def mock() -> Any:
+    """Bitrix24 (and the OAuth server) mocked at the HTTP boundary; local servers pass."""
+    with BitrixMock(passthrough=["http://127.0.0.1"]) as m:
+        yield m
+
+
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 EMAIL = "anna.schmidt@example.com"
 
@@ -234,9 +257,104 @@ async def install_with_user(gateway_harness: Any, mock: Any) -> tuple[Any, FakeS
     h = await gateway_harness(env=ENV, plugins=[("fakesrc", fake)])
     mock.get(OAUTH_RE, payload=oauth_answer())
     mock.post(PORTAL + "event.bind", payload=ok(True), repeat=True)
+    mock.post(PORTAL + "telephony.externalLine.add", payload=ok({"ID": 7}), repeat=True)
     resp = await h.client.post("/hooks/bitrix24/events", data=install_body(), headers=FORM)
     assert resp.status == 200, await resp.text()
     conn = await h.connect(MEMBER, "fakesrc")
     await h.gw.directory.put(await h.gw.tenancy.connection(conn["id"]),
                         TelephonyUser("u1", name="Anna Schmidt", email=EMAIL, extension="101"))
     return h, fake, conn["id"]
+
+
+# --- a Bitrix24 portal at the HTTP boundary, for whole calls ---------------------------------
+
+PORTAL_RE = re.compile(r"^https://example\.bitrix24\.de/rest/.*$")
+INSTALLER = 1  # ``auth[user_id]`` of ``install_body``: the user who installed the app
+
+
+def _php_params(query: str) -> dict[str, Any]:
+    """A batch command's query back to params; ``KEY[0]=..`` become lists."""
+    out: dict[str, Any] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key.endswith("]") and "[" in key:
+            out.setdefault(key.split("[", 1)[0], []).append(value)
+        else:
+            out[key] = value
+    return out
+
+
+class FakePortal:
+    """Bitrix24's REST answers for a portal with the given users (``user.get`` filters by
+    ``UF_PHONE_INNER``, ``EMAIL`` or ``ID``), mocked with aioresponses at the HTTP boundary.
+
+    ``log`` holds every method called with its params, a ``batch``'s commands one by one (in
+    order, marked ``batch=True``), so a test reads the whole conversation as it happened.
+    """
+
+    def __init__(self, mock: Any, users: list[dict[str, Any]]) -> None:
+        self.users = users
+        self.log: list[tuple[str, dict[str, Any], bool]] = []
+        self.registered = 0
+        mock.post(PORTAL_RE, callback=self.handle, repeat=True)
+
+    def handle(self, url: Any, **kwargs: Any) -> Any:
+        from aioresponses import CallbackResult
+        method = str(url)[len(PORTAL):]
+        params = dict(kwargs.get("json") or {})
+        params.pop("auth", None)
+        if method == "batch":
+            results: dict[str, Any] = {}
+            for key, cmd in params["cmd"].items():
+                name, _, query = cmd.partition("?")
+                sub = _php_params(query)
+                for k, v in sub.items():
+                    if isinstance(v, str) and v.startswith("$result["):
+                        ref_cmd, ref_field = v[len("$result["):-1].split("][")
+                        sub[k] = results[ref_cmd][ref_field]
+                self.log.append((name, sub, True))
+                results[key] = self.answer(name, sub)
+            return CallbackResult(payload=batch_answer(results), response_class=_CompatResponse)
+        self.log.append((method, params, False))
+        return CallbackResult(payload=ok(self.answer(method, params)), response_class=_CompatResponse)
+
+    def answer(self, method: str, params: dict[str, Any]) -> Any:
+        if method == "user.get":
+            wanted = params.get("FILTER") or {}
+            if "ID" in params:
+                wanted = {"ID": str(params["ID"])}
+            return [u for u in self.users if all(str(u.get(k)) == str(v) for k, v in wanted.items()
+                                                 if k in ("UF_PHONE_INNER", "EMAIL", "ID"))]
+        if method == "telephony.externalCall.register":
+            self.registered += 1
+            return {"CALL_ID": f"externalCall.{self.registered:032d}.1773130779", "CRM_CREATED_LEAD": None,
+                    "CRM_CREATED_ENTITIES": [], "CRM_ENTITY_TYPE": "", "CRM_ENTITY_ID": None}
+        if method == "telephony.externalLine.add":
+            return {"ID": 100 + len(self.called("telephony.externalLine.add"))}
+        if method == "profile":
+            return {"ID": str(INSTALLER), "ADMIN": True}
+        if method in ("telephony.externalCall.finish",):
+            return {"ID": "3291", "CALL_ID": params.get("CALL_ID")}
+        if method == "telephony.externalCall.attachRecord":
+            return {"FILE_ID": 5}
+        return True  # event.bind, show, hide
+
+    def called(self, method: str) -> list[dict[str, Any]]:
+        """The params of every call of ``method`` (also inside batches), in order."""
+        return [p for m, p, _ in self.log if m == method]
+
+    def methods(self, *, only: tuple[str, ...] = ("telephony.",)) -> list[str]:
+        return [m for m, _, _ in self.log if m.startswith(only)]
+
+
+async def install(h: Any, mock: Any, users: list[dict[str, Any]]) -> FakePortal:
+    """Install the app for portal ``MEMBER`` (ONAPPINSTALL by user ``INSTALLER``); nothing else
+    is set by anyone: no settings, no user map."""
+    mock.get(OAUTH_RE, payload=oauth_answer())  # the install's token exchange
+    portal = FakePortal(mock, users)
+    resp = await h.client.post("/hooks/bitrix24/events", data=install_body(), headers=FORM)
+    assert resp.status == 200, await resp.text()
+    return portal
+
+
+def b24_user(uid: int, extension: str, email: str) -> dict[str, Any]:
+    return {"ID": str(uid), "ACTIVE": True, "EMAIL": email, "UF_PHONE_INNER": extension, "NAME": f"User {uid}"}

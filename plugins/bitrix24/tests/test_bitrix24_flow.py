@@ -127,10 +127,12 @@ async def test_whole_inbound_call_then_uninstall_leaves_nothing(gateway_harness:
     assert halt == 1 and list(cmds) == ["finish", "attach"]
     assert cmds["finish"] == ("telephony.externalCall.finish",
                               {"CALL_ID": call_id, "USER_ID": "1269", "DURATION": "95", "STATUS_CODE": "200"})
-    assert cmds["attach"] == ("telephony.externalCall.attachRecord", {"CALL_ID": call_id, "RECORD_URL": RECORDING_LINK})
+    # the file name comes from the recording's id and stated format, never from the link
+    assert cmds["attach"] == ("telephony.externalCall.attachRecord",
+                              {"CALL_ID": call_id, "RECORD_URL": RECORDING_LINK, "FILENAME": "fakesrc-r-1.mp3"})
     assert calls(mock, "batch")[0]["auth"] == ACCESS_1
     assert await h.gw.contexts["bitrix24"].storage(MEMBER).get("call", f"{conn}|pc1") == {
-        "crm_call_id": call_id, "user_id": 1269, "finished": True, "recording": True}
+        "crm_call_id": call_id, "user_id": 1269, "agent": 1269, "finished": True, "recording": True, "shown": []}
     assert calls(mock, "telephony.externalCall.finish") == []
     assert any(getattr(r, "code", None) == "LEAD_CREATION_ERROR" for r in caplog.records)  # logged, not ignored
 
@@ -178,7 +180,7 @@ async def test_call_first_seen_at_its_end_is_registered_then_finished(gateway_ha
     assert await h.admin("GET", "/deadletters", expect=200) in ([], {"dead_letters": []}, {"items": []})
     assert len(batches(mock)) == 1 and calls(mock, "telephony.externalCall.register") == []
     record = await h.gw.contexts["bitrix24"].storage(MEMBER).get("call", f"{conn}|pc2")
-    assert record == {"crm_call_id": "externalCall.a.1", "user_id": 1269, "finished": True}
+    assert record == {"crm_call_id": "externalCall.a.1", "user_id": 1269, "finished": True, "shown": []}
 
 
 async def test_batch_failing_after_register_keeps_the_call_id_and_retries_only_finish(

@@ -6,10 +6,13 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 import pytest
+from gateway_bitrix24.batch import command
 from gateway_bitrix24.mapping import (
+    ANONYMOUS_NUMBER,
     external_call_id,
     finish_params,
     is_call_unknown,
+    recording_filename,
     register_params,
     status_code,
 )
@@ -21,7 +24,7 @@ from gateway_bitrix24.responses import (
     parse_rest,
 )
 
-from gateway import CallEvent, CallState, Direction, Outcome, RetryableError
+from gateway import ANONYMOUS, CallEvent, CallState, Direction, Outcome, RecordingRef, RetryableError
 
 T0 = datetime(2026, 3, 10, 10, 19, 30, tzinfo=timezone.utc)
 
@@ -58,6 +61,43 @@ def test_register_params() -> None:
     assert p["LINE_NUMBER"] == "+4922199998560" and p["PHONE_NUMBER"] == "+4922112345678"
     out = register_params(event(direction=Direction.OUTBOUND), user_id=1, crm_create=False, show=False)
     assert out["TYPE"] == 1 and out["CRM_CREATE"] == 0 and out["SHOW"] == 0
+
+
+@pytest.mark.parametrize("number", [ANONYMOUS, None])
+def test_anonymous_callers_get_the_placeholder_and_no_crm_entities(number: str | None) -> None:
+    p = register_params(event(remote_number=number), user_id=1, crm_create=True, show=False)
+    assert p["PHONE_NUMBER"] == ANONYMOUS_NUMBER == "0000000000" and p["CRM_CREATE"] == 0
+
+
+def test_internal_calls_never_create_crm_entities_and_extensions_are_no_lines() -> None:
+    p = register_params(event(internal=True, remote_number="23", local_number="7777a@fpbx.de"), user_id=1,
+                        crm_create=True, show=False)
+    assert p["CRM_CREATE"] == 0 and p["PHONE_NUMBER"] == "23" and "LINE_NUMBER" not in p
+
+
+@pytest.mark.parametrize("ref,link,name", [
+    (RecordingRef("webex", "ea0efc7c-f83a-4972-b0eb-c0f30cff5e61", "MP3"), "https://x.test/a?sig=1",
+     "webex-ea0efc7c-f83a-4972-b0eb-c0f30cff5e61.mp3"),
+    (RecordingRef("placetel", "recording:77", "wav"), "https://x.test/77", "placetel-recording-77.wav"),
+    (RecordingRef("other", "r1"), "https://x.test/files/r1.WAV?token=abc", "other-r1.wav"),  # from the link's path
+    (RecordingRef("other", "r1"), "https://x.test/stream?format=mp3", None),
+    (RecordingRef("other", "r1", "ogg"), "https://x.test/r1.mp3", None),  # the provider said ogg
+    (RecordingRef("other", "+4922112345678 Jane Doe " * 4, "mp3"), "https://x.test/", None),
+])
+def test_recording_file_names_come_from_the_id_and_stated_format(ref: RecordingRef, link: str,
+                                                                  name: str | None) -> None:
+    got = recording_filename(event(state=CallState.RECORDING, recording=ref), link)
+    if name is not None:
+        assert got == name
+    elif ref.format in (None, "ogg"):
+        assert got is None
+    else:  # a long or odd id: replaced by its digest, nothing of it in the name
+        assert got is not None and got.startswith("other-") and "4922112345678" not in got and "Jane" not in got
+
+
+def test_batch_commands_send_lists_as_php_arrays() -> None:
+    assert command("telephony.externalCall.hide", {"CALL_ID": "c", "USER_ID": [11, 13]}) == \
+        "telephony.externalCall.hide?CALL_ID=c&USER_ID%5B0%5D=11&USER_ID%5B1%5D=13"
 
 
 def test_external_call_id_unique_per_physical_call_and_stable() -> None:

@@ -131,7 +131,7 @@ async def test_subject_export_and_erase_by_phone_number(gateway_harness: Any, mo
         return {r["kind"]: r["value"] for r in doc["plugins"].get("bitrix24", {}).get("records", [])}
 
     exported = await export(CALLER)
-    assert exported["call"] == {"crm_call_id": "externalCall.in.1", "user_id": 1269}
+    assert exported["call"] == {"crm_call_id": "externalCall.in.1", "user_id": 1269, "shown": [1269]}
     assert exported["c2c"]["state"] == "dialed"
     erased = await h.admin("POST", f"/tenants/{MEMBER}/subjects/erase", {"phone": CALLER}, expect=200)
     assert erased["erased"]["plugins"]["bitrix24"] == 2

@@ -16,9 +16,9 @@ from gateway import Connection, Outcome, PluginContext, RetryableError, Upstream
 
 from . import parse
 from .api import KeyRejected
-from .recordings import find_match
-from .settings import USERS_REFRESHED, Settings, pending_kind
-from .source import PlacetelSource
+from .recordings import file_format, find_item
+from .settings import HELD, OPEN, USERS_REFRESHED, Settings, pending_kind
+from .source import PlacetelSource, remember
 
 log = logging.getLogger("gateway.placetel")
 
@@ -40,6 +40,7 @@ async def run_round(source: PlacetelSource, ctx: PluginContext) -> None:
         storage = ctx.storage(connection.tenant)
         try:
             async with storage.lease(f"round:{connection.id}", ttl=_ROUND_LEASE_TTL, wait=0):
+                await close_waiting_calls(source, ctx, connection)
                 if settings.recordings and connection.status != "broken":
                     await poll_recordings(source, ctx, connection)
                 await refresh_users_if_due(source, ctx, connection, settings)
@@ -48,6 +49,35 @@ async def run_round(source: PlacetelSource, ctx: PluginContext) -> None:
         except Exception as exc:  # noqa: BLE001  one connection must not starve the others
             log.warning("placetel background work failed", extra={
                 "connection": connection.id, "error": type(exc).__name__})
+
+
+async def close_waiting_calls(source: PlacetelSource, ctx: PluginContext, connection: Connection,
+                              now: datetime | None = None) -> int:
+    """End the calls that wait for something that did not come: an answered ``HungUp`` whose
+    ``CallAccepted`` stayed away for ``end_grace`` seconds, and calls that only rang for
+    ``ring_timeout`` seconds (Contact Center queues send nothing after ``IncomingCall``).
+    The ``ended`` event is stored before the memory says so: a crash in between repeats it
+    (same event id, deduplicated). Returns how many calls ended."""
+    s: Settings = ctx.settings
+    when = now or utcnow()
+    closed = 0
+    for index in (HELD, OPEN):
+        for call_id, memory in await ctx.calls.find(connection, index):
+            if not isinstance(memory, dict):
+                continue
+            async with ctx.calls.state(connection, call_id) as call:
+                current = call.value if isinstance(call.value, dict) else None
+                if current is None:
+                    continue
+                events, updated = (parse.release_held(current, call_id, when) if index == HELD
+                                   else parse.ring_timeout(current, call_id, when, s.ring_timeout))
+                if not events:
+                    continue
+                await ctx.ingest(connection, events)
+                remember(call, updated)
+            await source.after_end(ctx, connection, call_id, events)
+            closed += 1
+    return closed
 
 
 async def refresh_users_if_due(source: PlacetelSource, ctx: PluginContext, connection: Connection,
@@ -109,10 +139,11 @@ async def poll_recordings(source: PlacetelSource, ctx: PluginContext, connection
                         "connection": connection.id, "error": type(exc).__name__})
                     listings[(kind, day)] = []
             items.extend(listings[(kind, day)])
-        ref = find_match(memory, items, kind, region)
-        if ref is not None:
+        match = find_item(memory, items, kind, region)
+        if match is not None:
             # Same call and reference -> same event id: a repeated find is deduplicated.
-            event = parse.recording_event(call_id, ref, memory, now)
+            ref, item = match
+            event = parse.recording_event(call_id, ref, memory, now, file_format(item, kind))
             await ctx.ingest(connection, [event])
             await storage.delete(pending_kind(connection.id), call_id)
             found += 1

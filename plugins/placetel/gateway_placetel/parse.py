@@ -5,6 +5,11 @@ Placetel posts one form-encoded request per call event (``IncomingCall``, ``Outg
 arrival time and the small per-call memory kept from earlier events of the same ``call_id``
 (direction, start and answer time, the answering SIP user); :func:`to_events` returns the
 events and the updated memory, which the caller stores.
+
+One ``call_id`` is one customer call: a ring group sends one ``IncomingCall`` naming no phone
+(so ``ringing`` names nobody), the agent who answers is ``CallAccepted.peer``, a transfer
+shows as another ``CallAccepted`` with the new ``peer``; the last one ends the call. Events
+come in the canonical order whatever the order of the notifications (see :func:`to_events`).
 """
 
 from __future__ import annotations
@@ -129,13 +134,13 @@ def _duration(value: str | None) -> int | None:
     return int(value)
 
 
-def is_internal(party: str | None) -> bool:
-    """An internal party: a SIP id (``7777abc@fpbx.de``) or a short extension (``23``)."""
+def is_internal(party: str | None, extensions: frozenset[str] = frozenset()) -> bool:
+    """An internal party: a SIP id (``7777abc@fpbx.de``) or one of the tenant's own
+    extensions (the SIP users' ``did``). No length rule: ``110``, ``112``, ``116117`` are
+    short and external."""
     if not party or party == ANONYMOUS:
         return False
-    if "@" in party:
-        return True
-    return not party.startswith("+") and party.isdigit() and len(party) <= 6
+    return "@" in party or party in extensions
 
 
 def event_id(n: Notification) -> str:
@@ -144,15 +149,21 @@ def event_id(n: Notification) -> str:
 
 
 def resolve_direction(n: Notification, memory: dict[str, Any] | None) -> tuple[Direction, str]:
-    """The call's direction and where it came from (``field``, ``event``, ``call``, ``guess``)."""
+    """The call's direction and where it came from (``field``, ``event``, ``call``, ``guess``).
+
+    The first event of a call decides: a ``CallAccepted`` without ``direction`` (older field
+    set) arriving for a call known as outbound keeps it outbound.
+    """
     if n.direction is not None:
         return n.direction, "field"
-    if n.event == INCOMING or n.event == ACCEPTED:  # CallAccepted exists for incoming calls only
+    if n.event == INCOMING:
         return Direction.INBOUND, "event"
     if n.event == OUTGOING:
         return Direction.OUTBOUND, "event"
     if memory and memory.get("direction") in {"in", "out"}:
         return Direction(memory["direction"]), "call"
+    if n.event == ACCEPTED:  # CallAccepted exists for incoming calls only
+        return Direction.INBOUND, "event"
     if n.hangup_type in _OUTBOUND_ONLY:
         return Direction.OUTBOUND, "guess"
     return Direction.INBOUND, "guess"
@@ -173,16 +184,25 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def to_events(n: Notification, memory: dict[str, Any] | None, received_at: datetime,
-              region: str = "DE") -> tuple[list[CallEvent], dict[str, Any] | None]:
+              region: str = "DE", extensions: frozenset[str] = frozenset(),
+              hold_for: float = 0) -> tuple[list[CallEvent], dict[str, Any] | None]:
     """Canonical events for one notification, and the call's updated memory.
 
     ``memory`` is what an earlier call of this function returned for the same ``call_id``
     (``None`` for the first). Unknown events give ``([], memory)``: acknowledged, ignored.
-    ``received_at`` stands in for every timestamp: Placetel sends none.
+    ``received_at`` stands in for every timestamp: Placetel sends none. ``extensions``: the
+    tenant's own extensions (internal parties). The events of a call come in the canonical
+    order whatever the order of the notifications: ``ringing`` only before an answer,
+    ``answered`` once per answering SIP user (a second one after a transfer), ``ended`` once
+    and nothing after it. With ``hold_for`` > 0 an answered ``HungUp`` that arrives before
+    any ``CallAccepted`` (so names no agent) is held that many seconds for it: the memory
+    gets ``held`` and :func:`release_held` ends the call when nothing came.
     """
     if not n.known or n.call_id is None:
         return [], memory
     mem: dict[str, Any] = dict(memory or {})
+    if mem.get("ended_at") and (not mem.get("held") or n.event == HUNGUP):
+        return [], memory  # ended (or its hang-up waits): redeliveries and late events change nothing
     direction, direction_from = resolve_direction(n, memory)
     inbound = direction is Direction.INBOUND
     remote_raw, local_raw = (n.from_, n.to) if inbound else (n.to, n.from_)
@@ -191,43 +211,97 @@ def to_events(n: Notification, memory: dict[str, Any] | None, received_at: datet
     peer = n.peer or mem.get("peer")
     if peer is None and not inbound and n.from_ and "@" in n.from_:
         peer = n.from_  # internal outgoing calls name the calling SIP user in ``from``
+    internal = bool(mem.get("internal")) or is_internal(remote, extensions)
     started = parse_time(mem.get("started_at"))
     answered = parse_time(mem.get("answered_at"))
+    mem.update({"direction": direction.value, "remote": remote, "local": local, "internal": internal})
     extra: dict[str, Any] = {"placetel_event": n.event, "direction_from": direction_from}
-    if is_internal(remote):
-        extra["internal"] = True
 
-    state: CallState
-    outcome: Outcome | None = None
-    ended: datetime | None = None
-    duration: int | None = None
+    def event(state: CallState, local_user: str | None, **more: Any) -> CallEvent:
+        return CallEvent(
+            event_id=event_id(n), call_id=str(n.call_id), direction=direction, state=state,
+            occurred_at=received_at, remote_number=remote, local_number=local, local_user=local_user,
+            started_at=parse_time(mem.get("started_at")), answered_at=parse_time(mem.get("answered_at")),
+            internal=internal, extra=extra, **more)
+
+    events: list[CallEvent] = []
     if n.event in (INCOMING, OUTGOING):
-        state = CallState.RINGING
-        started = started or received_at
-    elif n.event == ACCEPTED:
-        state = CallState.ANSWERED
-        answered = answered or received_at
-    else:
-        state = CallState.ENDED
-        ended = parse_time(mem.get("ended_at")) or received_at  # a redelivery keeps the first end
-        outcome = OUTCOMES.get(n.hangup_type or "")
-        duration = n.duration
-        if n.hangup_type and outcome is None:
-            extra["unknown_hangup_type"] = True
-        if outcome is Outcome.ANSWERED and answered is None and duration is not None:
-            answered = received_at - timedelta(seconds=duration)
-    event = CallEvent(
-        event_id=event_id(n), call_id=n.call_id, direction=direction, state=state,
-        occurred_at=received_at, remote_number=remote, local_number=local, local_user=peer,
-        outcome=outcome, started_at=started, answered_at=answered, ended_at=ended,
-        duration=duration, extra=extra)
-    mem.update({"direction": direction.value, "started_at": _iso(started),
-                "answered_at": _iso(answered), "peer": peer, "remote": remote, "local": local})
-    if state is CallState.ENDED:
-        mem["ended_at"] = _iso(ended)
-        mem["outcome"] = outcome.value if outcome else None
-        mem["duration"] = duration
-    return [event], mem
+        mem["started_at"] = _iso(started or received_at)
+        if not mem.get("rang") and answered is None and not mem.get("held"):
+            mem["rang"] = True
+            events.append(event(CallState.RINGING, None if inbound else peer))
+        mem["peer"] = peer
+        return events, mem
+    if n.event == ACCEPTED:
+        mem["answered_at"] = _iso(answered or received_at)
+        if not mem.get("answered") or (n.peer is not None and n.peer != mem.get("agent")):
+            mem["answered"] = True
+            mem["agent"] = n.peer or mem.get("agent")
+            events.append(event(CallState.ANSWERED, mem["agent"]))
+        mem["peer"] = peer
+        if mem.get("held"):  # the hang-up came first and waited for this answer
+            events.append(_held_end(mem, n.call_id))
+        return events, mem
+    outcome = OUTCOMES.get(n.hangup_type or "")
+    if n.hangup_type and outcome is None:
+        extra["unknown_hangup_type"] = True
+    if outcome is Outcome.ANSWERED and answered is None and n.duration is not None:
+        mem["answered_at"] = _iso(received_at - timedelta(seconds=n.duration))
+    mem["peer"] = peer
+    end = {"event_id": event_id(n), "ended_at": _iso(received_at), "outcome": outcome.value if outcome else None,
+           "duration": n.duration, "extra": extra}
+    if hold_for > 0 and outcome is Outcome.ANSWERED and not mem.get("answered") and mem.get("agent") is None:
+        mem["held"] = {**end, "until": _iso(received_at + timedelta(seconds=hold_for))}
+        mem["ended_at"] = end["ended_at"]
+        return [], mem
+    mem["held"] = end
+    return [_held_end(mem, n.call_id)], mem
+
+
+def _held_end(mem: dict[str, Any], call_id: str) -> CallEvent:
+    """The ``ended`` event from the hang-up kept in the memory (``held``); ends the memory."""
+    end = mem.pop("held")
+    outcome = Outcome(end["outcome"]) if end.get("outcome") else None
+    ended = parse_time(end["ended_at"])
+    assert ended is not None
+    mem.update({"ended_at": end["ended_at"], "outcome": end.get("outcome"), "duration": end.get("duration")})
+    return CallEvent(
+        event_id=end["event_id"], call_id=call_id,
+        direction=Direction(mem.get("direction") or "in"), state=CallState.ENDED, occurred_at=ended,
+        remote_number=_remembered(mem, "remote"), local_number=_remembered(mem, "local"),
+        local_user=mem.get("agent") or mem.get("peer"), outcome=outcome,
+        started_at=parse_time(mem.get("started_at")), answered_at=parse_time(mem.get("answered_at")),
+        ended_at=ended, duration=end.get("duration"), internal=bool(mem.get("internal")),
+        extra=dict(end.get("extra") or {}))
+
+
+def release_held(memory: dict[str, Any], call_id: str,
+                 now: datetime) -> tuple[list[CallEvent], dict[str, Any]]:
+    """End a call whose answered hang-up waited in vain for its ``CallAccepted``: written for
+    nobody in particular (the CRM's responsible user). Nothing when not held or not yet due."""
+    held = memory.get("held")
+    until = parse_time(held.get("until")) if isinstance(held, dict) else None
+    if until is None or now < until:
+        return [], memory
+    mem = dict(memory)
+    return [_held_end(mem, call_id)], mem
+
+
+def ring_timeout(memory: dict[str, Any], call_id: str, now: datetime,
+                 after: float) -> tuple[list[CallEvent], dict[str, Any]]:
+    """End a call that rang for ``after`` seconds with no answer and no hang-up: Placetel's
+    Contact Center signals queue calls with ``IncomingCall`` only (maintainer, issue #17).
+    Written as missed (``extra.closed_by`` says why); nothing when the call is not such a one."""
+    started = parse_time(memory.get("started_at"))
+    if (memory.get("ended_at") or memory.get("answered") or started is None
+            or now - started < timedelta(seconds=after)):
+        return [], memory
+    mem = dict(memory)
+    key = hashlib.sha256(started.isoformat().encode()).hexdigest()[:16]
+    mem["held"] = {"event_id": f"{call_id}:RingTimeout:{key}", "ended_at": _iso(now),
+                   "outcome": Outcome.MISSED.value, "duration": 0,
+                   "extra": {"placetel_event": "RingTimeout", "closed_by": "timeout"}}
+    return [_held_end(mem, call_id)], mem
 
 
 def _remembered(mem: dict[str, Any], key: str) -> str | None:
@@ -236,11 +310,12 @@ def _remembered(mem: dict[str, Any], key: str) -> str | None:
 
 
 def recording_event(call_id: str, ref: str, memory: dict[str, Any] | None,
-                    found_at: datetime) -> CallEvent:
+                    found_at: datetime, file_format: str | None = "mp3") -> CallEvent:
     """The ``RECORDING`` event for a call whose recording (or voicemail) was found later.
 
     ``ref`` is the opaque reference (``recording:<id>``); the link itself is resolved only at
-    delivery. The call's details come from its memory, which the caller kept.
+    delivery. The call's details come from its memory, which the caller kept. ``file_format``
+    is what the listing said (:func:`~.recordings.file_format`).
     """
     mem = memory or {}
     direction = Direction(mem["direction"]) if mem.get("direction") in {"in", "out"} else Direction.INBOUND
@@ -250,7 +325,8 @@ def recording_event(call_id: str, ref: str, memory: dict[str, Any] | None,
         event_id=f"{call_id}:recording:{hashlib.sha256(ref.encode()).hexdigest()[:16]}",
         call_id=call_id, direction=direction, state=CallState.RECORDING, occurred_at=found_at,
         remote_number=_remembered(mem, "remote"), local_number=_remembered(mem, "local"),
-        local_user=_remembered(mem, "peer"), outcome=outcome, started_at=parse_time(mem.get("started_at")),
-        answered_at=parse_time(mem.get("answered_at")), ended_at=parse_time(mem.get("ended_at")),
-        duration=duration, recording=RecordingRef(source="placetel", ref=ref),
+        local_user=_remembered(mem, "agent") or _remembered(mem, "peer"), outcome=outcome,
+        started_at=parse_time(mem.get("started_at")), answered_at=parse_time(mem.get("answered_at")),
+        ended_at=parse_time(mem.get("ended_at")), duration=duration, internal=bool(mem.get("internal")),
+        recording=RecordingRef(source="placetel", ref=ref, format=file_format),
         extra={"placetel_event": "RecordingFound"})

@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from gateway import normalize_number
 
@@ -52,7 +53,27 @@ def _candidate(item: dict[str, Any], kind: str, region: str) -> tuple[str, str |
 
 def find_match(call: dict[str, Any], items: Iterable[dict[str, Any]], kind: str,
                region: str = "DE") -> str | None:
-    """The reference (``kind:id``) of the item that belongs to ``call``, or ``None``.
+    """The reference (``kind:id``) of the item that belongs to ``call``, or ``None``."""
+    found = find_item(call, items, kind, region)
+    return found[0] if found else None
+
+
+def file_format(item: dict[str, Any], kind: str) -> str:
+    """The file format of a recording or voicemail: the extension of its file's path when it
+    is ``.mp3``/``.wav``, else ``mp3`` (Placetel serves both as MP3 per public client code;
+    its API documentation names no format). Only the extension is read, the link is not kept."""
+    link = item.get("file_url" if kind == "voicemail" else "file")
+    if isinstance(link, str):
+        path = urlsplit(link).path.lower()
+        for ext in ("mp3", "wav"):
+            if path.endswith(f".{ext}"):
+                return ext
+    return "mp3"
+
+
+def find_item(call: dict[str, Any], items: Iterable[dict[str, Any]], kind: str,
+              region: str = "DE") -> tuple[str, dict[str, Any]] | None:
+    """The reference (``kind:id``) and the listing item that belong to ``call``, or ``None``.
 
     ``call`` is the per-call memory: ``direction``, ``remote``, ``local``, ``ended_at``
     (ISO-8601) and ``duration`` (seconds or ``None``).
@@ -67,7 +88,7 @@ def find_match(call: dict[str, Any], items: Iterable[dict[str, Any]], kind: str,
     earliest = ended - timedelta(seconds=duration) - RING - SLACK
     latest = ended + SLACK
     inbound = call.get("direction") != "out"
-    best: tuple[timedelta, str] | None = None
+    best: tuple[timedelta, str, dict[str, Any]] | None = None
     for item in items:
         if not isinstance(item, dict) or not _ID.match(str(item.get("id", ""))):
             continue
@@ -79,8 +100,8 @@ def find_match(call: dict[str, Any], items: Iterable[dict[str, Any]], kind: str,
             continue
         distance = abs(ended - when)
         if best is None or distance < best[0]:
-            best = (distance, f"{kind}:{item_id}")
-    return best[1] if best else None
+            best = (distance, f"{kind}:{item_id}", item)
+    return (best[1], best[2]) if best else None
 
 
 def parse_ref(ref: str) -> tuple[str, str] | None:

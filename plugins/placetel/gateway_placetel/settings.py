@@ -22,6 +22,9 @@ def pending_kind(connection_id: str) -> str:
 
 #: PluginStorage kind of the last user directory refresh per connection (key: connection id).
 USERS_REFRESHED = "users-refreshed"
+#: Call memory indexes: calls not ended yet, and calls whose hang-up waits for its answer.
+OPEN = "open"
+HELD = "held"
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,10 @@ class Settings:
     recordings: bool = setting(True, help="look up recordings and voicemails of ended calls")
     recording_delay: float = setting(60.0, help="seconds after a call ends before the first lookup")
     recording_tries: int = setting(5, help="lookups per call before giving up")
+    end_grace: float = setting(60.0, help="seconds an answered HungUp that came before its CallAccepted "
+                                          "waits for it (names the agent); 0 never waits")
+    ring_timeout: float = setting(3600.0, help="seconds after which a call that only rang (no answer, "
+                                               "no HungUp: Contact Center queues) is written as missed")
 
     def __post_init__(self) -> None:
         if not self.api_url.startswith(("https://", "http://")):
@@ -49,6 +56,10 @@ class Settings:
             raise ValueError("settings retry_base, retry_max_wait and recording_delay cannot be negative")
         if self.user_refresh < 60:
             raise ValueError("setting user_refresh must be at least 60 seconds")
+        if not 0 <= self.end_grace <= 3600:
+            raise ValueError("setting end_grace must be between 0 and 3600 seconds")
+        if self.ring_timeout < 60:
+            raise ValueError("setting ring_timeout must be at least 60 seconds")
 
     @property
     def retry(self) -> RetryPolicy:

@@ -19,6 +19,7 @@ from gateway import (
     ANONYMOUS,
     BadRequest,
     CallEvent,
+    CallMemory,
     CallState,
     Connection,
     ConnectionHealth,
@@ -39,14 +40,22 @@ from gateway import (
 from . import parse, signature
 from .api import ApiRefused, KeyRejected, PlacetelClient
 from .recordings import parse_ref
-from .settings import NAME, USERS_REFRESHED, Settings, pending_kind
+from .settings import HELD, NAME, OPEN, USERS_REFRESHED, Settings, pending_kind
 from .users import build_directory
 
 log = logging.getLogger("gateway.placetel")
 
 FORM = "application/x-www-form-urlencoded"
 _MAX_SECRET = 512
-#: How long a notification waits for another one of the same call to finish its memory update.
+
+
+def remember(call: CallMemory, memory: dict[str, Any]) -> None:
+    """Keep a call's memory with its numbers (data-subject requests find it) and the index
+    the background round looks for (:data:`HELD`, :data:`OPEN`)."""
+    call.value = memory
+    call.phones = [n for n in (memory.get("remote"), memory.get("local"))
+                   if isinstance(n, str) and n and n != ANONYMOUS]
+    call.index = HELD if memory.get("held") else (OPEN if not memory.get("ended_at") else None)
 
 
 class PlacetelSource(Source):
@@ -215,18 +224,25 @@ class PlacetelSource(Source):
         # One notification of a call at a time; the state commits with (or before) the events.
         async with ctx.calls.state(connection, note.call_id) as call:
             known = call.value if isinstance(call.value, dict) else None
-            events, updated = parse.to_events(note, known, request.received_at, self.region(connection))
+            events, updated = parse.to_events(note, known, request.received_at, self.region(connection),
+                                              await self.extensions(ctx, connection), ctx.settings.end_grace)
             if updated is not None:
-                call.value = updated
-                call.phones = [n for n in (updated.get("remote"), updated.get("local"))
-                               if isinstance(n, str) and n and n != ANONYMOUS]
-        ended = [e for e in events if e.state is CallState.ENDED]
-        first_end = not (known and known.get("ended_at"))  # not a redelivered HungUp
-        if ended and first_end and ended[0].outcome in (Outcome.ANSWERED, Outcome.VOICEMAIL) \
-                and ctx.settings.recordings and ended[0].remote_number:
-            await ctx.storage(connection.tenant).put(pending_kind(connection.id), note.call_id, {"tries": 0},
-                                                     call_record=True, wait=False)
+                remember(call, updated)
+        await self.after_end(ctx, connection, note.call_id, events)
         return events
+
+    async def extensions(self, ctx: PluginContext, connection: Connection) -> frozenset[str]:
+        """The connection's own extensions (its SIP users' ``did``): calls to them are internal."""
+        return frozenset(u.extension for u in await ctx.users.list(connection) if u.extension)
+
+    async def after_end(self, ctx: PluginContext, connection: Connection, call_id: str,
+                        events: Sequence[CallEvent]) -> None:
+        """A call answered or sent to voicemail ended: look for its recording later."""
+        ended = [e for e in events if e.state is CallState.ENDED]
+        if ended and ended[0].outcome in (Outcome.ANSWERED, Outcome.VOICEMAIL) \
+                and ctx.settings.recordings and ended[0].remote_number:
+            await ctx.storage(connection.tenant).put(pending_kind(connection.id), call_id, {"tries": 0},
+                                                     call_record=True, wait=False)
 
     # --- recordings (found by :mod:`.background`) ------------------------------------------
 

@@ -8,7 +8,7 @@ from gateway_placetel.parse import (
     OUTCOMES, ParseError, event_id, parse_notification, recording_event, to_events,
 )
 from placetel_testdata import (
-    CALL_IN, CALL_OUT, CALLER, CALLER_E164, MOBILE_E164, OURS_E164, SIPUID, accepted, hungup,
+    CALL_IN, CALL_OUT, CALLER, CALLER_E164, MOBILE_E164, OURS, OURS_E164, SIPUID, accepted, hungup,
     incoming, outgoing,
 )
 
@@ -107,10 +107,23 @@ def test_zammad_fixture_without_numbers():
 
 def test_internal_parties_are_kept_raw_and_marked():
     body = (f"event=OutgoingCall&from=7777abcdefg%40fpbx.de&to=23&call_id={CALL_OUT}").encode()
-    events, _ = run(body)
+    events, _ = to_events(parse_notification(body), None, T0, extensions=frozenset({"23", "24"}))
     assert events[0].remote_number == "23" and events[0].local_number == SIPUID
     assert events[0].local_user == SIPUID
-    assert events[0].extra["internal"] is True
+    assert events[0].internal is True
+
+
+@pytest.mark.parametrize("to", ["110", "112", "116117", "23"])
+def test_short_numbers_are_internal_only_when_they_are_the_tenants_extensions(to):
+    body = f"event=OutgoingCall&from={OURS}&to={to}&peer=7777abcdefg%40fpbx.de&call_id={CALL_OUT}".encode()
+    events, _ = to_events(parse_notification(body), None, T0, extensions=frozenset({"24", "25"}))
+    assert events[0].internal is False and events[0].remote_number == to
+
+
+def test_a_sip_id_as_the_remote_party_is_internal():
+    body = f"event=IncomingCall&from=7777xyz%40fpbx.de&to={OURS}&call_id={CALL_IN}".encode()
+    events, _ = run(body)
+    assert events[0].internal is True
 
 
 def test_unknown_event_is_ignored():

@@ -7,7 +7,7 @@ Everything here is kept in the plugin's encrypted PluginStorage (per tenant):
   (index: ``<connection>|<person>``). After logout only ``{connection, secret, dropped}``
   remains, as a call record the core purges after the retention period, so late deliveries
   are still verified, then acknowledged and dropped;
-- ``call``, ``dial``, ``recording``: per-call state (call records, see :mod:`.source`).
+- ``call``, ``recording``: per-call state (call records, see :mod:`.source`).
 
 Logs carry connection ids and counts only: never person ids, names, tokens or secrets.
 """

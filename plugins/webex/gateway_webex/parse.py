@@ -1,21 +1,13 @@
-"""Sans-I/O parsing of Webex webhook deliveries into canonical call events.
+"""Sans-I/O parsing of Webex webhook deliveries: envelopes, call legs, recordings.
 
 Bytes in, plain values out; no storage, no HTTP. The I/O layer (:mod:`gateway_webex.source`)
-looks up the webhook's secret, checks the signature, loads and stores the per-call state that
-:func:`advance` threads through the deliveries of one call leg.
-
-Call ids: ``call_id = "<callSessionId>:<callId>"``. ``callSessionId`` is shared by every leg
-of one call (so CRM sinks can see legs of one call), ``callId`` is this user's own leg, so two
-users of one tenant on the same call (transfer, queue) stay two calls with their own owners.
-
-Per-call state is a JSON-ready dict (the I/O layer keeps it in PluginStorage as a call record)
-that remembers which canonical states were emitted, so repeated and out-of-order deliveries
-give each of ringing, answered, ended at most once, and nothing follows ``ended``.
+looks up the webhook's secret, checks the signature, and threads a call session's state
+through :mod:`gateway_webex.session`, which turns the legs of one session into the
+canonical events of one customer call.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,20 +15,14 @@ from typing import Any
 
 import orjson
 
-from gateway import (
-    ANONYMOUS,
-    CallEvent,
-    CallState,
-    Direction,
-    Outcome,
-    RecordingRef,
-    normalize_number,
-)
+from gateway import ANONYMOUS, normalize_number
 
 from .ids import session_key
 
 SOURCE_NAME = "webex"
 CALL_EVENTS = frozenset({"created", "updated", "deleted"})
+#: ``remoteParty.callType`` values of the organisation's own parties (colleagues, places).
+INTERNAL_CALL_TYPES = frozenset({"location", "organization"})
 #: Call states in which the user's leg talks to the remote party.
 ANSWERED_STATES = frozenset({"connected", "held", "remoteHeld"})
 OUTBOUND_PERSONALITIES = frozenset({"originator", "clickToDial"})
@@ -134,10 +120,10 @@ class CallSnapshot:
     disconnected: datetime | None
     completed_elsewhere: bool
     redirect_reasons: tuple[str, ...]
-
-    @property
-    def call_id(self) -> str:
-        return f"{self.session_id}:{self.call_leg}"
+    #: the remote party is one of the organisation's own (``callType`` location/organization)
+    remote_internal: bool = False
+    #: the number of the queue or hunt group that redirected the call to this user, if any
+    redirect_number: str | None = None
 
     @property
     def ends(self) -> bool:
@@ -172,116 +158,29 @@ def call_snapshot(envelope: Envelope, region: str | None = "DE") -> CallSnapshot
     if len(leg) > 256 or len(session) > 256:
         raise MalformedNotification("call ids too long")
     reasons: list[str] = []
+    redirect_number: str | None = None
     for item in _field(data, "redirections", list) or []:
         if not isinstance(item, dict):
             raise MalformedNotification("redirections has the wrong type")
         reason = _field(item, "reason", str)
         if reason is not None:
             reasons.append(reason if reason in REDIRECT_REASONS else "unknown")
+        party = _field(item, "redirectingParty", dict)
+        if redirect_number is None and reason in ("callQueue", "huntGroup") and party is not None:
+            number = remote_number(party, region)
+            redirect_number = number if number != ANONYMOUS else None
+    remote = _field(data, "remoteParty", dict)
+    call_type = _field(remote, "callType", str) if remote is not None else None
     return CallSnapshot(
         event=envelope.event, event_type=_text(data, "eventType"),
         event_time=_time(data, "eventTimestamp"), call_leg=leg, session_id=session,
         personality=_text(data, "personality"), state=_text(data, "state"),
-        remote_number=remote_number(_field(data, "remoteParty", dict), region),
+        remote_number=remote_number(remote, region),
         created=_time(data, "created"), answered=_time(data, "answered"),
         disconnected=_time(data, "disconnected"),
         completed_elsewhere=_field(data, "completedElsewhere", bool) is True,
-        redirect_reasons=tuple(reasons))
-
-
-def event_id(call_leg: str, state: str, when: datetime | None) -> str:
-    """Stable id from (callId, canonical state, the call's own timestamp for that state)."""
-    stamp = when.isoformat() if when is not None else "-"
-    return hashlib.sha256(f"{call_leg}\x1f{state}\x1f{stamp}".encode()).hexdigest()[:40]
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _dt(value: Any) -> datetime | None:
-    return datetime.fromisoformat(value) if isinstance(value, str) else None
-
-
-def new_state(snap: CallSnapshot) -> dict[str, Any]:
-    """The per-call state before any delivery was applied."""
-    return {"call_id": snap.call_id, "leg": snap.call_leg, "session": session_key(snap.session_id),
-            "direction": None, "remote": None, "started_at": None, "answered_at": None,
-            "ended_at": None, "rang": False, "answered": False, "ended": False,
-            "completed_elsewhere": False, "redirections": []}
-
-
-def _direction(snap: CallSnapshot, previous: str | None) -> Direction:
-    if snap.personality in OUTBOUND_PERSONALITIES:
-        return Direction.OUTBOUND
-    if snap.personality == "terminator":
-        return Direction.INBOUND
-    return Direction(previous) if previous else Direction.INBOUND
-
-
-def advance(state: Mapping[str, Any] | None, snap: CallSnapshot, *, local_user: str | None,
-            received_at: datetime) -> tuple[dict[str, Any], list[CallEvent]]:
-    """Apply one delivery to a call's state; return the new state and the events it causes.
-
-    - the first delivery of a call that has not ended emits ``ringing``;
-    - the first delivery in which the leg talks (``connected``/``held``/``remoteHeld`` or
-      ``eventType: answered``) emits ``answered``; a ``clickToDial`` leg answering the user's
-      own device does not count;
-    - ``deleted``/``disconnected`` emits ``ended`` with the outcome: answered when the call
-      was seen answered or carries ``answered``; otherwise missed (inbound) or cancelled
-      (outbound). Nothing is emitted after ``ended``: late ``updated`` deliveries are dropped.
-    """
-    st: dict[str, Any] = dict(state) if state else new_state(snap)
-    if st["ended"]:
-        return st, []
-    direction = _direction(snap, st.get("direction"))
-    st["direction"] = direction.value
-    if snap.remote_number is not None and (st["remote"] in (None, ANONYMOUS) or snap.remote_number != ANONYMOUS):
-        st["remote"] = snap.remote_number
-    if st["started_at"] is None:
-        st["started_at"] = _iso(snap.created or snap.event_time or received_at)
-    st["completed_elsewhere"] = bool(st["completed_elsewhere"] or snap.completed_elsewhere)
-    for reason in snap.redirect_reasons:
-        if reason not in st["redirections"]:
-            st["redirections"].append(reason)
-    events: list[CallEvent] = []
-
-    def emit(kind: CallState, when: datetime, key_time: datetime | None, **more: Any) -> None:
-        events.append(CallEvent(
-            event_id=event_id(snap.call_leg, kind.value, key_time), call_id=st["call_id"],
-            direction=direction, state=kind, occurred_at=when, remote_number=st["remote"],
-            local_user=local_user, started_at=_dt(st["started_at"]), answered_at=_dt(st["answered_at"]),
-            extra={"personality": snap.personality or None, "completed_elsewhere": st["completed_elsewhere"],
-                   "redirections": list(st["redirections"])},
-            **more))
-
-    if not snap.ends:
-        if not st["rang"]:
-            st["rang"] = True
-            emit(CallState.RINGING, snap.created or snap.event_time or received_at, snap.created or snap.event_time)
-        if snap.talking and not st["answered"]:
-            st["answered"] = True
-            answered = snap.answered or snap.event_time or received_at
-            st["answered_at"] = _iso(answered)
-            emit(CallState.ANSWERED, answered, snap.answered or snap.event_time)
-        return st, events
-
-    if st["answered_at"] is None and snap.answered is not None:
-        st["answered_at"] = _iso(snap.answered)
-    was_answered = bool(st["answered"] or snap.answered is not None)
-    ended = snap.disconnected or snap.event_time or received_at
-    st["ended"] = True
-    st["ended_at"] = _iso(ended)
-    answered_at = _dt(st["answered_at"])
-    if was_answered:
-        outcome = Outcome.ANSWERED
-        duration = max(0, int((ended - answered_at).total_seconds())) if answered_at else 0
-    else:
-        outcome = Outcome.MISSED if direction is Direction.INBOUND else Outcome.CANCELLED
-        duration = 0
-    emit(CallState.ENDED, ended, snap.disconnected or snap.event_time, outcome=outcome,
-         ended_at=ended, duration=duration)
-    return st, events
+        redirect_reasons=tuple(reasons), remote_internal=call_type in INTERNAL_CALL_TYPES,
+        redirect_number=redirect_number)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +191,8 @@ class RecordingNotice:
     recording_id: str
     session: str | None
     status: str | None
+    #: the file format if the notice states it (``MP3``)
+    format: str | None = None
 
 
 def recording_notice(envelope: Envelope) -> RecordingNotice:
@@ -306,16 +207,4 @@ def recording_notice(envelope: Envelope) -> RecordingNotice:
         session = _field(data, "callSessionId", str)
     return RecordingNotice(event=envelope.event, recording_id=rec_id,
                            session=session_key(session) if session else None,
-                           status=_field(data, "status", str))
-
-
-def recording_event(state: Mapping[str, Any], recording_id: str, *, local_user: str | None,
-                    received_at: datetime) -> CallEvent:
-    """The ``recording`` event for a call whose state is known (joined by call session)."""
-    return CallEvent(
-        event_id=hashlib.sha256(f"recording\x1f{recording_id}".encode()).hexdigest()[:40],
-        call_id=state["call_id"], direction=Direction(state.get("direction") or "in"),
-        state=CallState.RECORDING, occurred_at=received_at, remote_number=state.get("remote"),
-        local_user=local_user, started_at=_dt(state.get("started_at")),
-        answered_at=_dt(state.get("answered_at")), ended_at=_dt(state.get("ended_at")),
-        recording=RecordingRef(source=SOURCE_NAME, ref=recording_id))
+                           status=_field(data, "status", str), format=_field(data, "format", str))

@@ -26,6 +26,9 @@ class WebexSettings:
     token_url: str = setting("", help="OAuth token URL (default: API_URL/access_token)")
     scopes: tuple[str, ...] = setting(DEFAULT_SCOPES, help="OAuth scopes asked for at login")
     state_ttl: int = setting(600, help="seconds a login link stays valid (at least 60)")
+    missed_grace: float = setting(60.0, help="seconds an unanswered call waits, after its last leg "
+                                             "ended, for a colleague's answer before it is written "
+                                             "as missed (0 to 3600)")
 
     def __post_init__(self) -> None:
         api = self.api_url.rstrip("/")
@@ -40,6 +43,8 @@ class WebexSettings:
             raise ValueError("setting scopes must name at least one scope")
         if self.state_ttl < 60:
             raise ValueError("setting state_ttl must be at least 60 seconds")
+        if not 0 <= self.missed_grace <= 3600:
+            raise ValueError("setting missed_grace must be between 0 and 3600 seconds")
 
     def __repr__(self) -> str:
         return f"WebexSettings(configured={self.configured})"

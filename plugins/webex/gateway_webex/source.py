@@ -1,9 +1,11 @@
-"""The Webex source: verifies deliveries, threads per-call state, resolves recordings.
+"""The Webex source: verifies deliveries, threads call-session state, resolves recordings.
 
-Per-call state lives in PluginStorage as call records (purged by the core with the call data):
-``call`` ``<connection>|<person>|<callId>`` (index ``<connection>|<person>|<session uuid>``
-for the recording join), ``dial`` (a click-to-call's CRM id by session) and ``recording``
-(which user owns a recording, so its link can be fetched with their token at delivery).
+State lives in PluginStorage as call records (purged by the core with the call data):
+``call`` ``<connection>|<session uuid>`` (one per customer call, all users' legs of it; see
+:mod:`.session`; index :data:`PENDING_END` while an unanswered call waits for its grace time),
+and ``recording`` (which user owns a recording, so its link is fetched with their token at
+delivery). All users of one Webex organisation post to the same connection, so the legs of a
+queue call meet in one state, and ``ctx.calls.state`` serialises them.
 """
 
 from __future__ import annotations
@@ -11,14 +13,14 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 from gateway import (
-    BadRequest,
-    CallEvent,
     ANONYMOUS,
     BadRequest,
+    CallEvent,
     Connection,
     ConnectionHealth,
     NotFound,
@@ -32,31 +34,56 @@ from gateway import (
     Unauthorized,
     UpstreamError,
     WebhookRequest,
+    utcnow,
 )
 
-from . import accounts, signature, tasks
+from . import accounts, session, signature, tasks
 from .accounts import PLUGIN, NeedsLogin
 from .ids import session_key
 from .parse import (
     CALL_EVENTS,
     Envelope,
     MalformedNotification,
-    advance,
     call_snapshot,
     parse_envelope,
-    recording_event,
     recording_notice,
 )
 
 log = logging.getLogger("gateway_webex")
 
 _REGION = re.compile(r"^[A-Z]{2}$")
-
-
-def session_index(connection: Connection, person: str, session: str) -> str:
-    """The lookup value of a call state by call session (joins a recording to its call)."""
-    return f"{connection.id}|{person}|{session}"
 _CONNECTION_SETTINGS = frozenset({"region", "org_id"})
+#: Index of the sessions waiting for their grace time (found by :func:`close_missed_calls`).
+PENDING_END = "pending-end"
+
+
+def _remember(call: Any, state: dict[str, Any]) -> None:
+    """Store the session state with what a data-subject request needs to find it."""
+    call.value = state
+    call.index = PENDING_END if state.get("pending_end") else None
+    call.phones = [n for n in (state.get("remote"), state.get("internal_remote"))
+                   if isinstance(n, str) and n.startswith("+")]
+
+
+async def close_missed_calls(ctx: PluginContext, now: datetime | None = None) -> int:
+    """End every unanswered session whose grace time is over (periodic task): its ``ended``
+    event is stored like a webhook's, before the state says so, so a crash in between repeats
+    it (same event id, deduplicated) instead of losing it. Returns how many calls ended."""
+    closed = 0
+    when = now or utcnow()
+    for connection in await ctx.connections.list():
+        for key, value in await ctx.calls.find(connection, PENDING_END):
+            if not isinstance(value, dict) or not session.due(value, when):
+                continue
+            async with ctx.calls.state(connection, key) as call:
+                if not isinstance(call.value, dict):
+                    continue
+                state, events = session.expire(call.value, when)
+                if events:
+                    await ctx.ingest(connection, events)
+                    closed += 1
+                _remember(call, state)
+    return closed
 
 
 class WebexSource(Source):
@@ -116,7 +143,7 @@ class WebexSource(Source):
             return []
         try:
             if envelope.resource == "telephony_calls" and envelope.event in CALL_EVENTS:
-                return await self._call(ctx, connection, envelope, person, request)
+                return await self._call(ctx, connection, envelope, person, user, request)
             if envelope.resource == "convergedRecordings" and envelope.event in ("created", "updated"):
                 return await self._recording(ctx, connection, st, envelope, person, request)
         except MalformedNotification:
@@ -125,14 +152,18 @@ class WebexSource(Source):
         return []
 
     async def _call(self, ctx: PluginContext, connection: Connection, envelope: Envelope,
-                    person: str, request: WebhookRequest) -> list[CallEvent]:
+                    person: str, user: TelephonyUser, request: WebhookRequest) -> list[CallEvent]:
         snap = call_snapshot(envelope, connection.settings.get("region") or "DE")
-        # one delivery of a call leg at a time; the state write commits with the events
-        async with ctx.calls.state(connection, f"{person}|{snap.call_leg}") as call:
-            state, events = advance(call.value, snap, local_user=person, received_at=request.received_at)
-            call.value = state
-            call.index = session_index(connection, person, state["session"])
-            call.phones = [state["remote"]] if state.get("remote") not in (None, ANONYMOUS) else []
+        own_number = user.numbers[0] if user.numbers else None
+        # one delivery of a call session at a time (all users' legs); the state commits with the events
+        async with ctx.calls.state(connection, session_key(snap.session_id)) as call:
+            if isinstance(call.value, dict) and call.value.get("ended"):
+                ctx.count("late_call_leg")
+                return []
+            state, events = session.apply(call.value if isinstance(call.value, dict) else None, snap,
+                                          user=person, local_number=own_number,
+                                          received_at=request.received_at, grace=ctx.settings.missed_grace)
+            _remember(call, state)
         return events
 
     async def _recording(self, ctx: PluginContext, connection: Connection, st: PluginStorage,
@@ -140,17 +171,14 @@ class WebexSource(Source):
         notice = recording_notice(envelope)
         if notice.status not in (None, "available"):
             return []
-        session = notice.session or await self._recording_session(ctx, connection, person, notice.recording_id)
-        if session is None:
+        key = notice.session or await self._recording_session(ctx, connection, person, notice.recording_id)
+        state = await ctx.calls.get(connection, key) if key else None
+        if not isinstance(state, dict) or "legs" not in state:
             ctx.count("recording_unmatched")
             return []
-        calls = await ctx.calls.find(connection, session_index(connection, person, session))
-        if not calls:
-            ctx.count("recording_unmatched")
-            return []
-        _, state = calls[-1]
         await st.put("recording", f"{connection.id}|{notice.recording_id}", {"person": person}, call_record=True)
-        return [recording_event(state, notice.recording_id, local_user=person, received_at=request.received_at)]
+        return [session.recording_event(state, notice.recording_id, owner=person,
+                                        received_at=request.received_at, file_format=notice.format)]
 
     async def _recording_session(self, ctx: PluginContext, connection: Connection, person: str,
                                  recording_id: str) -> str | None:
@@ -190,7 +218,7 @@ class WebexSource(Source):
     async def originate(self, ctx: PluginContext, connection: Connection, user: TelephonyUser,
                         number: str) -> OriginateResult:
         """Click-to-dial as the user (their token): Webex rings their devices, then dials.
-        Returns the ``call_id`` the call's events will carry (session and leg)."""
+        Returns the ``call_id`` the call's events will carry (the call session)."""
         if user.status != "active":
             raise BadRequest("the Webex user has to log in first")
         if not number or len(number) > 128:
@@ -202,8 +230,7 @@ class WebexSource(Source):
             raise BadRequest("the Webex user has to log in again") from None
         except NotFound:
             raise UpstreamError("Webex refused the call") from None
-        leg = data.get("callId") if isinstance(data, dict) else None
-        session = data.get("callSessionId") if isinstance(data, dict) else None
-        if not isinstance(leg, str) or not leg or not isinstance(session, str) or not session:
+        call_session = data.get("callSessionId") if isinstance(data, dict) else None
+        if not isinstance(call_session, str) or not call_session:
             return OriginateResult()
-        return OriginateResult(call_id=f"{session}:{leg}")
+        return OriginateResult(call_id=call_session)

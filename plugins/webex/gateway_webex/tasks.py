@@ -1,4 +1,5 @@
-"""Periodic jobs: refresh tokens ahead of expiry, keep the users' webhooks active."""
+"""Periodic jobs: refresh tokens ahead of expiry, keep the users' webhooks active, and write
+unanswered calls as missed once their grace time is over."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from gateway import Connection, ConnectionHealth, NotFound, PluginContext, Retry
 
 from . import accounts
 from .accounts import REFRESH_AHEAD, NeedsLogin
+from .source import close_missed_calls
 
 log = logging.getLogger("gateway_webex")
 
 REFRESH_INTERVAL = 1800.0
 HEALTH_INTERVAL = 600.0
+#: How often unanswered calls are checked for the end of their grace time (seconds).
+MISSED_INTERVAL = 10.0
 #: Back-off between re-activations of a webhook that keeps being disabled (seconds).
 BACKOFF_BASE = 300.0
 BACKOFF_CAP = 6 * 3600.0
@@ -115,3 +119,4 @@ async def webhook_health(ctx: PluginContext, connection: Connection) -> Connecti
 def register_all(register: Callable[..., None]) -> None:
     register(name="webex-token-refresh", interval=REFRESH_INTERVAL, func=refresh_tokens)
     register(name="webex-webhook-health", interval=HEALTH_INTERVAL, func=check_webhooks)
+    register(name="webex-missed-calls", interval=MISSED_INTERVAL, func=close_missed_calls)

@@ -26,9 +26,9 @@ from webex_fixtures import (
     CLIENT_SECRET,
     ENV,
     INBOUND_ANSWERED,
-    LEG,
     PERSON,
     REFRESH_TOKEN,
+    SESSION,
     FakeWebex,
     Webex,
     envelope,
@@ -138,7 +138,7 @@ async def test_401_refreshes_once_then_retries(webex: Webex) -> None:
     webex.fake.valid_tokens.discard(ACCESS_TOKEN)  # Webex revoked the access token early
     user = (await webex.h.gw.directory.list(await _conn(webex)))[0]
     result = await webex.h.gw.clicktocall.start("recorder", "acme", "crm-2", number="+4922112345678", email=user.email)
-    assert result.call_id is not None and result.call_id.endswith(LEG)
+    assert result.call_id == SESSION  # the call session: one call per customer call
     dials = webex.fake.requests("POST", "/telephony/calls/dial")
     assert [d.headers["Authorization"] for d in dials] == [f"Bearer {ACCESS_TOKEN}",
                                                            "Bearer access-token-refreshed-1"]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import orjson
 from yarl import URL
 
-from gateway import ANONYMOUS, CallState, Direction, Outcome
+from gateway import ANONYMOUS, CallState, Direction, Outcome, utcnow
 from gateway_webex import oauth
 from gateway_webex.signature import sign
+from gateway_webex.source import close_missed_calls
 from webex_fixtures import (
     ACCESS_TOKEN,
     CALLER,
@@ -18,7 +20,6 @@ from webex_fixtures import (
     CLIENT_SECRET,
     INBOUND_ANSWERED,
     INBOUND_MISSED,
-    LEG,
     OUTBOUND,
     PERSON,
     PRIVATE_CALLER,
@@ -72,21 +73,29 @@ async def test_inbound_answered_reaches_sink(webex: Webex) -> None:
     assert await webex.sequence(INBOUND_ANSWERED) == [200] * 4
     events = await webex.h.recorder.wait_for(3)
     assert [e.state for e in events] == [CallState.RINGING, CallState.ANSWERED, CallState.ENDED]
-    assert {e.call_id for e in events} == {f"{SESSION}:{LEG}"}
+    assert {e.call_id for e in events} == {SESSION}
     assert all(e.direction is Direction.INBOUND and e.remote_number == CALLER and e.local_user == PERSON
                and e.tenant == "acme" and e.source == "webex" for e in events)
     assert events[-1].outcome is Outcome.ANSWERED and events[-1].duration == 93
 
 
-async def test_inbound_missed_reaches_sink(webex: Webex) -> None:
+async def test_inbound_missed_reaches_sink_after_the_grace_time(webex: Webex) -> None:
     await webex.sequence(INBOUND_MISSED)
     events = await webex.h.recorder.wait_for(2)
-    assert [(e.state, e.outcome) for e in events] == [(CallState.RINGING, None), (CallState.ENDED, Outcome.MISSED)]
+    assert [(e.state, e.ringing) for e in events] == [(CallState.RINGING, (PERSON,)), (CallState.RINGING, ())]
+    ctx = webex.h.context("webex")
+    assert await close_missed_calls(ctx) == 0  # a colleague's answer may still come
+    assert await close_missed_calls(ctx, now=utcnow() + timedelta(seconds=61)) == 1
+    events = await webex.h.recorder.wait_for(3)
+    assert (events[-1].state, events[-1].outcome, events[-1].local_user) == (CallState.ENDED, Outcome.MISSED, PERSON)
+    assert await close_missed_calls(ctx, now=utcnow() + timedelta(seconds=120)) == 0
 
 
 async def test_abandoned_queue_call(webex: Webex) -> None:
     await webex.sequence(QUEUE_ABANDONED)
-    events = await webex.h.recorder.wait_for(2)
+    await webex.h.recorder.wait_for(2)
+    await close_missed_calls(webex.h.context("webex"), now=utcnow() + timedelta(seconds=61))
+    events = await webex.h.recorder.wait_for(3)
     assert events[-1].outcome is Outcome.MISSED
     assert events[-1].extra["completed_elsewhere"] is True and events[-1].extra["redirections"] == ["callQueue"]
 
@@ -101,7 +110,7 @@ async def test_outbound_call(webex: Webex) -> None:
 async def test_click_to_call_then_its_events_are_recognised_as_the_crm_call(webex: Webex) -> None:
     crm = webex.h.context("recorder").clicktocall
     result = await crm.start("acme", "CRM-42", number="+4922112345678", email="agent@example.com")
-    assert result.call_id == f"{SESSION}:{LEG}"
+    assert result.call_id == SESSION
     dial = webex.fake.requests("POST", "/telephony/calls/dial")[0]
     assert dial.json == {"destination": "+4922112345678"}
     assert dial.headers["Authorization"] == f"Bearer {ACCESS_TOKEN}"
@@ -123,14 +132,15 @@ async def test_repeated_and_out_of_order_deliveries(webex: Webex) -> None:
     steps = [INBOUND_ANSWERED[0], INBOUND_ANSWERED[0], INBOUND_ANSWERED[3], INBOUND_ANSWERED[2],
              INBOUND_ANSWERED[1], INBOUND_ANSWERED[3]]
     assert await webex.sequence(steps) == [200] * 6
-    events = await webex.h.recorder.wait_for(2)
-    assert [e.state for e in events] == [CallState.RINGING, CallState.ENDED]
+    events = await webex.h.recorder.wait_for(3)
+    # the answer is learned from the end delivery (its ``answered``), and reported once
+    assert [e.state for e in events] == [CallState.RINGING, CallState.ANSWERED, CallState.ENDED]
     assert events[-1].outcome is Outcome.ANSWERED
     # and a brand-new call still works afterwards
-    other = [(ev, {**data, "callId": "OTHER-LEG"}) for ev, data in INBOUND_MISSED]
+    other = [(ev, {**data, "callId": "OTHER-LEG", "callSessionId": "OTHER-SESSION"}) for ev, data in INBOUND_MISSED]
     await webex.sequence(other)
-    events = await webex.h.recorder.wait_for(4)
-    assert [e.state for e in events[2:]] == [CallState.RINGING, CallState.ENDED]
+    events = await webex.h.recorder.wait_for(5)
+    assert [e.state for e in events[3:]] == [CallState.RINGING, CallState.RINGING]
 
 
 async def test_recording_joins_call_and_link_is_fetched_at_delivery(webex: Webex) -> None:
@@ -141,9 +151,10 @@ async def test_recording_joins_call_and_link_is_fetched_at_delivery(webex: Webex
     assert resp.status == 200
     events = await webex.h.recorder.wait_for(4)
     rec = events[3]
-    assert rec.state is CallState.RECORDING and rec.call_id == f"{SESSION}:{LEG}"
+    assert rec.state is CallState.RECORDING and rec.call_id == SESSION
     assert webex.fake.requests("GET", f"/convergedRecordings/{RECORDING_ID}/metadata")
     assert rec.recording is not None and (rec.recording.source, rec.recording.ref) == ("webex", RECORDING_ID)
+    assert rec.recording.format == "mp3"
     link = await webex.h.gw.recording_link(rec)
     assert link == RECORDING["temporaryDirectDownloadLinks"]["audioDownloadLink"]  # type: ignore[index]
     fetched = webex.fake.requests("GET", f"/convergedRecordings/{RECORDING_ID}")

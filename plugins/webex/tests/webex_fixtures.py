@@ -204,7 +204,8 @@ class FakeWebex:
             if method == "POST" and len(parts) == 1:
                 self.created += 1
                 hook = {**seen.json, "id": f"WH-{seen.json['resource']}-{seen.json['event']}-{self.created}",
-                        "status": "active", "ownedBy": "creator", "created": "2025-06-30T20:13:25.614Z"}
+                        "status": "active", "ownedBy": "creator", "created": "2025-06-30T20:13:25.614Z",
+                        "createdBy": self.profile["id"]}
                 self.webhooks[hook["id"]] = hook
                 return self.reply(200, hook)
             if method == "GET" and len(parts) == 1:
@@ -236,19 +237,37 @@ class Webex:
     api: str
     connection_id: str
 
-    def hook(self, resource: str, event: str) -> tuple[str, str]:
-        """(id, secret) of the user's webhook for ``resource``/``event``."""
+    def hook(self, resource: str, event: str, person: str | None = None) -> tuple[str, str]:
+        """(id, secret) of the user's webhook for ``resource``/``event`` (the first logged-in
+        user's unless ``person`` names another)."""
         for hook_id, hook in self.fake.webhooks.items():
-            if (hook["resource"], hook["event"]) == (resource, event):
+            if (hook["resource"], hook["event"]) == (resource, event) and hook["createdBy"] == (person or PERSON):
                 return hook_id, hook["secret"]
         raise KeyError((resource, event))
 
     async def deliver(self, event: str, data: dict[str, Any], resource: str = "telephony_calls",
-                      *, secret: str | None = None, hook_id: str | None = None) -> Any:
-        hid, hsecret = self.hook(resource, event)
+                      *, secret: str | None = None, hook_id: str | None = None, person: str | None = None) -> Any:
+        hid, hsecret = self.hook(resource, event, person)
         body = orjson.dumps(envelope(hook_id or hid, resource, event, data))
         return await self.h.post_hook("webex", self.connection_id, body, {
             "Content-Type": "application/json", "X-Spark-Signature": sign(secret or hsecret, body)})
+
+    async def replay(self, delivery: dict[str, Any], person: str | None = None) -> Any:
+        """Post a whole delivery (a capture) as the webhook of ``person`` for its resource and
+        event: the envelope's ``id`` becomes that webhook's id (the captured one is another
+        system's), the body is signed with its secret; everything else is sent as given."""
+        hid, hsecret = self.hook(delivery["resource"], delivery["event"], person)
+        body = orjson.dumps({**delivery, "id": hid})
+        return await self.h.post_hook("webex", self.connection_id, body, {
+            "Content-Type": "application/json", "X-Spark-Signature": sign(hsecret, body)})
+
+    async def login_as(self, person: str, *, email: str, name: str, number: str, extension: str) -> None:
+        """Log in one more user of the same organisation (their own webhooks)."""
+        self.fake.profile = {**PROFILE, "id": person, "emails": [email], "displayName": name,
+                             "phoneNumbers": [{"type": "work", "value": number, "primary": True}],
+                             "extension": extension}
+        resp = await login(self.h, self.connection_id, code=f"code-{person}")
+        assert resp.status == 200, await resp.text()
 
     async def sequence(self, steps: list[tuple[str, dict[str, Any]]]) -> list[int]:
         statuses = []
