@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import SECRET
+from demo_secret import SECRET
 from demo_source import SOURCE, sign
 
 from gateway import BadRequest, CallState, ConnectionHealth, NotFound, Subject, TelephonyUser

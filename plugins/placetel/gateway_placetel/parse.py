@@ -194,9 +194,10 @@ def to_events(n: Notification, memory: dict[str, Any] | None, received_at: datet
     tenant's own extensions (internal parties). The events of a call come in the canonical
     order whatever the order of the notifications: ``ringing`` only before an answer,
     ``answered`` once per answering SIP user (a second one after a transfer), ``ended`` once
-    and nothing after it. With ``hold_for`` > 0 an answered ``HungUp`` that arrives before
-    any ``CallAccepted`` (so names no agent) is held that many seconds for it: the memory
-    gets ``held`` and :func:`release_held` ends the call when nothing came.
+    and nothing after it. With ``hold_for`` > 0 an answered ``HungUp`` of an inbound call that
+    arrives before any ``CallAccepted`` (so names no agent) is held that many seconds for it:
+    the memory gets ``held`` and :func:`release_held` ends the call when nothing came.
+    Outgoing calls have no ``CallAccepted``: their answered ``HungUp`` ends them at once.
     """
     if not n.known or n.call_id is None:
         return [], memory
@@ -250,7 +251,9 @@ def to_events(n: Notification, memory: dict[str, Any] | None, received_at: datet
     mem["peer"] = peer
     end = {"event_id": event_id(n), "ended_at": _iso(received_at), "outcome": outcome.value if outcome else None,
            "duration": n.duration, "extra": extra}
-    if hold_for > 0 and outcome is Outcome.ANSWERED and not mem.get("answered") and mem.get("agent") is None:
+    # only an inbound call has a CallAccepted to wait for: Placetel sends none for outgoing ones
+    if hold_for > 0 and inbound and outcome is Outcome.ANSWERED and not mem.get("answered") \
+            and mem.get("agent") is None:
         mem["held"] = {**end, "until": _iso(received_at + timedelta(seconds=hold_for))}
         mem["ended_at"] = end["ended_at"]
         return [], mem

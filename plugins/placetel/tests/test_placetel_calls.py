@@ -118,3 +118,12 @@ def test_contact_center_call_that_only_rang_is_closed_after_the_ring_timeout():
     assert ring_timeout(memory, "c1", T0 + timedelta(hours=5), 3600)[0] == []
     _, answered = run(incoming(), accepted())
     assert ring_timeout(answered, "c1", T0 + timedelta(hours=5), 3600)[0] == []
+
+
+def test_an_answered_outgoing_call_ends_at_once_for_its_caller():
+    # outgoing calls have no CallAccepted: their answered HungUp has nothing to wait for
+    events, memory = run(outgoing(), hungup("accepted", CALL_OUT, "95", "out", caller=OURS, to="017612345678"))
+    assert [(e.state, e.local_user) for e in events] == [
+        (CallState.RINGING, "7777abcdefg@fpbx.de"), (CallState.ENDED, "7777abcdefg@fpbx.de")]
+    assert events[-1].outcome is Outcome.ANSWERED and events[-1].duration == 95
+    assert "held" not in memory

@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 from gateway import (
     Connection,
+    ConnectionHealth,
     Forbidden,
     NotFound,
     PluginContext,
@@ -305,3 +306,26 @@ async def logout_with_code(ctx: PluginContext, connection: Connection, code: str
         raise NotFound("this Webex account is not logged in here")
     await save_tokens(ctx, connection, person, tokens)  # lets logout delete the webhooks
     await logout(ctx, connection, person)
+
+
+async def webhook_health(ctx: PluginContext, connection: Connection) -> ConnectionHealth:
+    """The connection's webhook health from what :func:`.tasks.check_webhooks` and the token refresh
+    recorded (no Webex call): failing while a user must log in again or one of their webhooks
+    is disabled at Webex, unknown while nobody is logged in, else ok."""
+    if connection.status == "broken":
+        return ConnectionHealth("failing", "connection_broken")
+    people = await logged_in(ctx, connection)
+    if not people:
+        return ConnectionHealth("unknown", "no_users")
+    st = ctx.storage(connection.tenant)
+    for person in people:
+        user = await ctx.users.get(connection, person)
+        if user is not None and user.status == "needs_login":
+            return ConnectionHealth("failing", "login_needed")
+        hooks = [rec for _, rec in await st.find("webhook", user_key(connection, person))
+                 if isinstance(rec, dict) and not rec.get("dropped")]
+        if not hooks:
+            return ConnectionHealth("failing", "no_webhooks")
+        if any(int(rec.get("attempts") or 0) for rec in hooks):
+            return ConnectionHealth("failing", "webhook_disabled")
+    return ConnectionHealth("ok")

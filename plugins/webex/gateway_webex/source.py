@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import quote
 
 from gateway import (
-    ANONYMOUS,
     BadRequest,
     CallEvent,
     Connection,
@@ -37,7 +36,7 @@ from gateway import (
     utcnow,
 )
 
-from . import accounts, session, signature, tasks
+from . import accounts, session, signature
 from .accounts import PLUGIN, NeedsLogin
 from .ids import session_key
 from .parse import (
@@ -212,8 +211,8 @@ class WebexSource(Source):
         return link if isinstance(link, str) and link else None
 
     async def health(self, ctx: PluginContext, connection: Connection) -> ConnectionHealth:
-        """Webhook health as the periodic check last saw it (:func:`.tasks.webhook_health`)."""
-        return await tasks.webhook_health(ctx, connection)
+        """Webhook health as the periodic check last saw it (:func:`.accounts.webhook_health`)."""
+        return await accounts.webhook_health(ctx, connection)
 
     async def originate(self, ctx: PluginContext, connection: Connection, user: TelephonyUser,
                         number: str) -> OriginateResult:

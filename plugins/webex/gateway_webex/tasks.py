@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from gateway import Connection, ConnectionHealth, NotFound, PluginContext, RetryableError, UpstreamError
+from gateway import NotFound, PluginContext, RetryableError, UpstreamError
 
 from . import accounts
 from .accounts import REFRESH_AHEAD, NeedsLogin
@@ -91,29 +91,6 @@ async def _check_one(ctx: PluginContext, conn: Any, person: str, hook_id: str, r
                                       "next_try": now + min(BACKOFF_BASE * 2 ** attempts, BACKOFF_CAP)},
                  index=accounts.user_key(conn, person))
     return ok
-
-
-async def webhook_health(ctx: PluginContext, connection: Connection) -> ConnectionHealth:
-    """The connection's webhook health from what :func:`check_webhooks` and the token refresh
-    recorded (no Webex call): failing while a user must log in again or one of their webhooks
-    is disabled at Webex, unknown while nobody is logged in, else ok."""
-    if connection.status == "broken":
-        return ConnectionHealth("failing", "connection_broken")
-    people = await accounts.logged_in(ctx, connection)
-    if not people:
-        return ConnectionHealth("unknown", "no_users")
-    st = ctx.storage(connection.tenant)
-    for person in people:
-        user = await ctx.users.get(connection, person)
-        if user is not None and user.status == "needs_login":
-            return ConnectionHealth("failing", "login_needed")
-        hooks = [rec for _, rec in await st.find("webhook", accounts.user_key(connection, person))
-                 if isinstance(rec, dict) and not rec.get("dropped")]
-        if not hooks:
-            return ConnectionHealth("failing", "no_webhooks")
-        if any(int(rec.get("attempts") or 0) for rec in hooks):
-            return ConnectionHealth("failing", "webhook_disabled")
-    return ConnectionHealth("ok")
 
 
 def register_all(register: Callable[..., None]) -> None:
