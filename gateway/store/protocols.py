@@ -136,7 +136,12 @@ class Sinks(Protocol):
 
 
 class Events(Protocol):
-    """Call events and their deliveries: the durable queue the dispatcher schedules."""
+    """Call events and their deliveries: the durable queue the dispatcher schedules.
+
+    Event seqs and delivery ids are never used twice, not even after their rows were deleted:
+    the dispatcher holds them in memory, and a reused id would let a withdrawn delivery pass
+    :meth:`is_pending` or :meth:`load` another event.
+    """
 
     async def ingest(self, connection: Connection, events: Sequence[CallEvent], received_at_ms: int) -> None:
         """Store ``events`` durably, deduplicated per (connection, event id), with one
