@@ -328,9 +328,17 @@ class Audit(Protocol):
 
     async def append(self, action: str, tenant_ref: str | None, details: dict[str, Any], *,
                      defer: bool = False) -> None:
-        """Append an entry, chained in the writer's transaction (serial across processes).
-        ``defer`` only queues it until the next entry that is not deferred, :meth:`flush`
-        or close. The caller has checked ``action`` and ``details`` (no personal data)."""
+        """Append an entry, chained in the writer's transaction (serial across processes),
+        after the chain's head: the last entry or, when it is further on, the anchor (so
+        entries cut off the end stay a visible gap). The same transaction moves the anchor to
+        the new head. ``defer`` only queues it until the next entry that is not deferred,
+        :meth:`flush` or close. The caller has checked ``action`` and ``details`` (no personal
+        data)."""
+
+    async def anchor(self) -> tuple[int, str] | None:
+        """The chain's head as written a second time by every append: ``(seq, hash)`` of the
+        newest entry, ``None`` before the first. An anchor beyond the last entry means
+        entries were cut off the end."""
 
     async def flush(self) -> None:
         """Write the deferred entries."""
