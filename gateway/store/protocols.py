@@ -317,7 +317,9 @@ class Subjects(Protocol):
         """Per tenant (by id): counts of what the store holds from ``[since_ms, until_ms)``
         for a breach report: ``tenant``, ``events``, ``callers``, ``restricted_events``,
         ``telephony_users``, ``users_with_contact_data``, ``plugin_records`` (per plugin),
-        ``connections``, ``clicktocall``. Counts only, never content."""
+        ``connections``, ``clicktocall``, ``restricted_people`` (restrictions and objections
+        in force). Counts only, never content. With a window from 0 to far ahead, it is
+        everything the store holds per tenant (``gateway.testing.check_answer`` counts so)."""
 
 
 class Audit(Protocol):
