@@ -97,7 +97,7 @@ def _form_page(request: web.Request, cfg: WebexSettings, conn: Connection, purpo
     body = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
             '<meta name="viewport" content="width=device-width, initial-scale=1"></head><body>'
             f'<h1>{title}</h1><p>{note}</p>'
-            f'<form method="post" action="{html.escape(ctx.app_url("/" + purpose))}">{fields}'
+            f'<form method="post" action="{purpose}">{fields}'
             '<button type="submit">Continue to Webex</button></form></body></html>')
     webex = urlsplit(cfg.authorize_url)
     resp = web.Response(text=body, content_type="text/html", headers={
