@@ -134,11 +134,13 @@ def route_pattern(request: web.Request) -> str:
 
 
 async def _audit_access(request: web.Request, status: int, scope: str | None) -> None:
+    """Written before the answer leaves (one commit): only token holders get here, and an
+    entry queued in memory would be lost if the process were killed."""
     gw = request.app[GATEWAY]
     kind = "operator" if scope is None else "tenant"
     try:
-        await gw.audit.record("admin.access", tenant=scope, batch=True, method=request.method,
-                       route=route_pattern(request), status=status, scope=kind)
+        await gw.audit.record("admin.access", tenant=scope, method=request.method,
+                              route=route_pattern(request), status=status, scope=kind)
     except Exception as exc:  # auditing must not turn an answered request into a failure
         log.error("could not audit an admin request", extra={"error": type(exc).__name__})
 

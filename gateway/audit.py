@@ -9,6 +9,7 @@ only as its audit pseudonym, which is forgotten when the tenant is removed.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from .logs import looks_personal
 
 if TYPE_CHECKING:
     from .store import Store
+
+log = logging.getLogger("gateway.audit")
 
 GENESIS = "0" * 64
 _ACTION = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
@@ -96,8 +99,24 @@ class Verdict:
         return f"audit log broken at entry {self.broken_seq}: {self.problem}"
 
 
-def verify(entries: Iterable[AuditEntry]) -> Verdict:
-    """Walk the chain from the start; name the first entry that does not fit."""
+#: ``(seq, hash)`` of an entry as recorded elsewhere: the store's anchor, or a head logged earlier
+Anchor = tuple[int, str]
+
+
+def parse_anchor(text: str) -> Anchor:
+    """``SEQ:HASH``, from the ``seq`` and ``hash`` fields of an ``audit log head`` log line."""
+    seq, _, digest = text.partition(":")
+    if not seq.isascii() or not seq.isdigit() or len(digest) != 64 \
+            or any(c not in "0123456789abcdef" for c in digest):
+        raise BadRequest("an anchor is SEQ:HASH, the seq and hash of an 'audit log head' log line")
+    return int(seq), digest
+
+
+def verify(entries: Iterable[AuditEntry], anchors: Iterable[Anchor] = ()) -> Verdict:
+    """Walk the chain from the start; name the first entry that does not fit. Each anchor (the
+    store's, heads from the logs) must name an entry of the chain with its hash: an anchor
+    beyond the last entry means entries were cut off the end."""
+    wanted = dict(anchors)
     prev, expected_seq, checked = GENESIS, 1, 0
     for e in entries:
         if e.seq != expected_seq:
@@ -106,7 +125,14 @@ def verify(entries: Iterable[AuditEntry]) -> Verdict:
             return Verdict(False, checked, e.seq, "does not link to the entry before it")
         if chain_hash(prev, canonical(e.seq, e.at, e.action, e.tenant_ref, e.details)) != e.hash:
             return Verdict(False, checked, e.seq, "content does not match its hash (altered)")
+        if wanted.get(e.seq, e.hash) != e.hash:
+            return Verdict(False, checked, e.seq, "does not match the anchor recorded for it (replaced)")
         prev, expected_seq, checked = e.hash, expected_seq + 1, checked + 1
+    beyond = [seq for seq in wanted if seq >= expected_seq]
+    if beyond:
+        return Verdict(False, checked, max(beyond),
+                       f"entries cut off the end: the anchor names entry {max(beyond)}, "
+                       f"the log ends at entry {expected_seq - 1}")
     return Verdict(True, checked)
 
 
@@ -121,7 +147,7 @@ class AuditLog:
         """Append one entry: ``action`` is a short dotted name (``user.login``), ``ids`` are
         ids, plugin names and counts, never numbers, e-mails, names, tokens or links. A tenant
         appears only as its audit pseudonym. ``batch`` writes the entry with the next one or
-        within seconds (for frequent entries such as admin access)."""
+        within seconds (for frequent entries such as the aggregated admin refusals)."""
         ref = await self._store.audit.ref(tenant) if tenant is not None else None
         await self.append_for(ref, action, defer=batch, **ids)
 
@@ -140,6 +166,18 @@ class AuditLog:
     async def flush(self) -> None:
         """Write the entries queued with ``batch=True``."""
         await self._store.audit.flush()
+
+    async def anchor(self) -> Anchor | None:
+        """The chain's head as the store recorded it a second time (queued entries written first)."""
+        await self._store.audit.flush()
+        return await self._store.audit.anchor()
+
+    async def log_head(self) -> None:
+        """Log the head at INFO, so the operator's log store keeps a copy the database cannot
+        rewrite: ``gateway audit verify --anchor SEQ:HASH`` compares with it."""
+        head = await self.anchor()
+        if head is not None:
+            log.info("audit log head", extra={"seq": head[0], "hash": head[1]})
 
     async def append_for(self, tenant_ref: str | None, action: str, *, defer: bool = False,
                          **ids: Any) -> None:

@@ -66,7 +66,9 @@ def _parser() -> _Parser:
     al = audit_sub.add_parser("list", help="print entries as JSON lines")
     al.add_argument("--tenant")
     al.add_argument("--after", type=int, default=0, help="only entries after this sequence number")
-    audit_sub.add_parser("verify", help="check the hash chain; exit 1 naming the first broken entry")
+    av = audit_sub.add_parser("verify", help="check the hash chain and its anchor; exit 1 naming the first broken entry")
+    av.add_argument("--anchor", action="append", default=[], metavar="SEQ:HASH",
+                    help="seq and hash of an 'audit log head' log line: the chain must still hold that entry")
     breach = sub.add_parser("breach-report", help="what was held in a window, per tenant, as counts")
     breach.add_argument("--since", required=True, help="ISO-8601 date or date-time (UTC if no zone)")
     breach.add_argument("--until", required=True, help="ISO-8601 date or date-time (UTC if no zone)")
@@ -291,14 +293,17 @@ def cmd_subject(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_audit(config: Config, args: argparse.Namespace) -> int:
-    from .audit import verify
+    from .audit import parse_anchor, verify
+
+    given = [parse_anchor(text) for text in getattr(args, "anchor", [])]
 
     async def body(gw: Any) -> int:
         if args.audit_command == "list":
             for entry in await gw.audit.entries(after=args.after, tenant=args.tenant):
                 print(orjson.dumps(entry.to_dict()).decode())
             return 0
-        verdict = verify(await gw.audit.entries())
+        stored = await gw.audit.anchor()
+        verdict = verify(await gw.audit.entries(), [*given, *([stored] if stored else [])])
         if not verdict.ok:
             print(f"gateway: {verdict.line()}", file=sys.stderr)
             return EXIT_ERROR

@@ -38,8 +38,10 @@ from .tenancy import Tenancy
 
 log = logging.getLogger("gateway")
 
-#: how often batched audit entries (admin access) are written at the latest
+#: how often batched audit entries (aggregated refusals) are written at the latest
 AUDIT_FLUSH_INTERVAL = 10.0
+#: how often the audit chain's head is logged, so the log store holds a copy (and at start, stop)
+AUDIT_HEAD_INTERVAL = 3600.0
 
 
 def load_plugin_settings(config: Config, schemas: Mapping[str, type[Any]]) -> dict[str, Any]:
@@ -84,6 +86,7 @@ class Gateway:
         self.activity = WebhookActivity(self.store.connections)
         self._http: aiohttp.ClientSession | None = None
         self._background: list[asyncio.Task[None]] = []
+        self._background_started = False
         self.started = False
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -121,12 +124,15 @@ class Gateway:
                 self._every(task.name, task.interval, functools.partial(task.func, self.contexts[task.plugin]))
             self._every("retention", RETENTION_INTERVAL, self.retention.purge_now)
             self._every("audit", AUDIT_FLUSH_INTERVAL, self.store.audit.flush)
+            self._every("audit-head", AUDIT_HEAD_INTERVAL, self.audit.log_head)
+            await self.audit.log_head()
             if deliver:
                 self._every("deliveries", RESCAN_INTERVAL, self.dispatcher.rescan)
         self.started = True
 
     async def close(self) -> None:
         """Stop background work, park deliveries, let plugins shut down, close the store."""
+        self._background_started = bool(self._background)
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -141,6 +147,8 @@ class Gateway:
             log.error("could not write the last webhook times", extra={"error": type(exc).__name__})
         try:
             await self.host.call_each("shutdown")
+            if self._background_started:
+                await self.audit.log_head()
         finally:
             if self._http is not None:
                 await self._http.close()

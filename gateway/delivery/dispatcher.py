@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from .. import logs, metrics
-from ..errors import DeliveryError, PermanentError, RetryableError, TenantPaused
+from ..errors import DeliveryError, NotFound, PermanentError, RetryableError, TenantPaused
 from ..models import SinkBinding
 from ..sinks import Delivery, Sink
 from ..store.records import PendingDelivery
@@ -257,7 +257,11 @@ class Dispatcher:
         if sink is None:  # plugin disabled or gone: keep the row, look again later
             d.next_at = now_ms() + int(MISSING_SINK_WAIT * 1000)
             return False
-        binding = await self.bindings(d.tenant, d.sink)
+        try:
+            binding = await self.bindings(d.tenant, d.sink)
+        except NotFound:  # the tenant was removed while the delivery waited: its rows are gone
+            metrics.DELIVERIES.labels(d.sink, "withdrawn").inc()
+            return True
         event = d.event or await queue.load(d.tenant, d.event_seq)
         if binding is None or event is None:
             await queue.dead(d.id, d.attempts, "sink_unbound" if binding is None else "event_gone")

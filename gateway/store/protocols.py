@@ -146,7 +146,12 @@ class Sinks(Protocol):
 
 
 class Events(Protocol):
-    """Call events and their deliveries: the durable queue the dispatcher schedules."""
+    """Call events and their deliveries: the durable queue the dispatcher schedules.
+
+    Event seqs and delivery ids are never used twice, not even after their rows were deleted:
+    the dispatcher holds them in memory, and a reused id would let a withdrawn delivery pass
+    :meth:`is_pending` or :meth:`load` another event.
+    """
 
     async def ingest(self, connection: Connection, events: Sequence[CallEvent], received_at_ms: int) -> None:
         """Store ``events`` durably, deduplicated per (connection, event id), with one
@@ -330,7 +335,9 @@ class Subjects(Protocol):
         """Per tenant (by id): counts of what the store holds from ``[since_ms, until_ms)``
         for a breach report: ``tenant``, ``events``, ``callers``, ``restricted_events``,
         ``telephony_users``, ``users_with_contact_data``, ``plugin_records`` (per plugin),
-        ``connections``, ``clicktocall``. Counts only, never content."""
+        ``connections``, ``clicktocall``, ``restricted_people`` (restrictions and objections
+        in force). Counts only, never content. With a window from 0 to far ahead, it is
+        everything the store holds per tenant (``gateway.testing.check_answer`` counts so)."""
 
 
 class Audit(Protocol):
@@ -341,9 +348,17 @@ class Audit(Protocol):
 
     async def append(self, action: str, tenant_ref: str | None, details: dict[str, Any], *,
                      defer: bool = False) -> None:
-        """Append an entry, chained in the writer's transaction (serial across processes).
-        ``defer`` only queues it until the next entry that is not deferred, :meth:`flush`
-        or close. The caller has checked ``action`` and ``details`` (no personal data)."""
+        """Append an entry, chained in the writer's transaction (serial across processes),
+        after the chain's head: the last entry or, when it is further on, the anchor (so
+        entries cut off the end stay a visible gap). The same transaction moves the anchor to
+        the new head. ``defer`` only queues it until the next entry that is not deferred,
+        :meth:`flush` or close. The caller has checked ``action`` and ``details`` (no personal
+        data)."""
+
+    async def anchor(self) -> tuple[int, str] | None:
+        """The chain's head as written a second time by every append: ``(seq, hash)`` of the
+        newest entry, ``None`` before the first. An anchor beyond the last entry means
+        entries were cut off the end."""
 
     async def flush(self) -> None:
         """Write the deferred entries."""

@@ -174,6 +174,16 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX journal_tenant ON journal (tenant);
     CREATE INDEX journal_received ON journal (received_at);
     """,
+    # 7: the audit chain's head kept a second time, written with every append: entries cut off
+    # the end of the chain are found by comparing (``gateway audit verify``)
+    """
+    CREATE TABLE audit_anchor (
+        id INTEGER PRIMARY KEY,
+        seq BIGINT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    INSERT INTO audit_anchor (id, seq, hash) SELECT 1, seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 
 import orjson
@@ -78,6 +79,56 @@ async def test_a_removed_entry_is_named_by_verify(demo):
     con.close()
     out = gateway_cli("audit", "verify", env=cli_env(demo))
     assert out.returncode == 1 and "broken at entry 3" in out.stderr
+
+
+def cut_off_the_end(demo, entries: int, *, anchor_too: bool = False) -> None:
+    """What someone with write access to the database file would do to hide the last entries."""
+    con = sqlite3.connect(demo.gw.store.path)
+    last = con.execute("SELECT MAX(seq) FROM audit_log").fetchone()[0]
+    con.execute("DELETE FROM audit_log WHERE seq > ?", (last - entries,))
+    if anchor_too:
+        con.execute("UPDATE audit_anchor SET seq = seq - ?, hash = (SELECT hash FROM audit_log "
+                    "WHERE seq = audit_anchor.seq - ?)", (entries, entries))
+    con.commit()
+    con.close()
+
+
+async def test_entries_cut_off_the_end_are_named_by_verify(demo):
+    await demo.admin("GET", "/tenants", expect=200)
+    await demo.gw.audit.record("user.login", tenant="acme")
+    cut_off_the_end(demo, 2)
+    out = gateway_cli("audit", "verify", env=cli_env(demo))
+    assert out.returncode == 1 and "cut off the end" in out.stderr and out.stderr.count("\n") == 1
+
+
+async def test_a_head_from_the_logs_finds_a_cut_that_also_moved_the_anchor(demo, caplog):
+    caplog.set_level(logging.INFO, logger="gateway.audit")
+    await demo.gw.audit.record("user.login", tenant="acme")
+    await demo.gw.audit.log_head()  # what `gateway serve` logs every hour, at start and at stop
+    (line,) = [r for r in caplog.records if r.getMessage() == "audit log head"][-1:]
+    assert isinstance(line.seq, int) and len(line.hash) == 64  # an int and a word: never redacted
+    anchor = f"{line.seq}:{line.hash}"
+    cut_off_the_end(demo, 1, anchor_too=True)
+    assert gateway_cli("audit", "verify", env=cli_env(demo)).returncode == 0  # the database alone agrees
+    out = gateway_cli("audit", "verify", "--anchor", anchor, env=cli_env(demo))
+    assert out.returncode == 1 and f"anchor names entry {line.seq}" in out.stderr
+    for bad in ("12", "x:y", f"{line.seq}:{'g' * 64}"):
+        out = gateway_cli("audit", "verify", "--anchor", bad, env=cli_env(demo))
+        assert out.returncode == 1 and "SEQ:HASH" in out.stderr
+
+
+async def test_entries_written_after_a_cut_leave_the_gap_visible(demo):
+    await demo.gw.audit.record("user.login", tenant="acme")
+    cut_off_the_end(demo, 2)
+    await demo.gw.audit.record("user.logout", tenant="acme")  # the chain goes on after the anchor
+    out = gateway_cli("audit", "verify", env=cli_env(demo))
+    assert out.returncode == 1 and "entries missing" in out.stderr
+
+
+async def test_authenticated_admin_access_is_written_before_the_answer(demo):
+    await demo.admin("GET", "/tenants", expect=200)
+    written = await demo.gw.store.audit.entries()  # the store itself: nothing queued is flushed
+    assert written[-1].action == "admin.access" and written[-1].details["route"] == "/admin/v1/tenants"
 
 
 async def test_a_scoped_controller_lists_only_its_own_entries(gateway_harness):

@@ -48,7 +48,7 @@ async def test_record_phones_and_clicktocall_migrate_onto_a_store_with_data(tmp_
     await store.records.put("acme", "p", "call", "c1", {"v": 1})
     await store.close()
     con = sqlite3.connect(path)  # back to the schema before migration 4
-    con.executescript("DROP TABLE record_phones; DROP TABLE clicktocall; DROP TABLE journal; "
+    con.executescript("DROP TABLE record_phones; DROP TABLE clicktocall; DROP TABLE journal; DROP TABLE audit_anchor; "
                       "ALTER TABLE connections DROP COLUMN last_webhook_at; "  # migration 5
                       "UPDATE meta SET value='3' WHERE key='schema_version';")
     con.close()
@@ -58,6 +58,26 @@ async def test_record_phones_and_clicktocall_migrate_onto_a_store_with_data(tmp_
         assert await store.records.get("acme", "p", "call", "c1") == {"v": 1}
         await store.records.put("acme", "p", "call", "c1", {"v": 2}, phones=("+4922112345678",))
         assert await store.records.by_phone("acme", "+4922112345678") == [("p", "call", "c1", {"v": 2})]
+    finally:
+        await store.close()
+
+
+async def test_the_audit_anchor_starts_at_the_head_of_an_existing_log(tmp_path):
+    path = str(tmp_path / "db.sqlite")
+    key = MasterKeyring.from_text(generate_master_key())
+    store = Store(path, key)
+    await store.open()
+    for action in ("tenant.created", "user.login"):
+        await store.audit.append(action, None, {})
+    head = (await store.audit.entries())[-1]
+    await store.close()
+    con = sqlite3.connect(path)  # back to the schema before migration 5
+    con.executescript("DROP TABLE audit_anchor; UPDATE meta SET value='4' WHERE key='schema_version';")
+    con.close()
+    store = Store(path, key)
+    await store.open()
+    try:
+        assert await store.audit.anchor() == (head.seq, head.hash)
     finally:
         await store.close()
 

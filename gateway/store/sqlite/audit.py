@@ -58,7 +58,8 @@ class SQLiteAudit:
 
         def job(conn: sqlite3.Connection) -> None:
             last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-            seq, prev = (last[0], last[1]) if last else (0, GENESIS)
+            anchor = conn.execute("SELECT seq, hash FROM audit_anchor WHERE id = 1").fetchone()
+            seq, prev = max((tuple(r) for r in (last, anchor) if r), default=(0, GENESIS))
             for at, action, ref, details in entries:
                 seq += 1
                 digest = chain_hash(prev, canonical(seq, at, action, ref, details))
@@ -66,7 +67,13 @@ class SQLiteAudit:
                              "VALUES (?, ?, ?, ?, ?, ?, ?)",
                              (seq, at, action, ref, orjson.dumps(details).decode(), prev, digest))
                 prev = digest
+            conn.execute("INSERT INTO audit_anchor (id, seq, hash) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE "
+                         "SET seq = excluded.seq, hash = excluded.hash", (seq, prev))
         await self._db.w.submit(job)
+
+    async def anchor(self) -> tuple[int, str] | None:
+        row = await self._db.one("SELECT seq, hash FROM audit_anchor WHERE id = 1")
+        return (int(row[0]), str(row[1])) if row else None
 
     async def entries(self, *, after: int = 0, limit: int | None = None,
                       tenant_ref: str | None = None) -> list[AuditEntry]:

@@ -35,6 +35,20 @@ def _pending(row: Any, event: CallEvent | None = None) -> PendingDelivery:
                            dedup_key=row[9], event=event)
 
 
+def _high_water(conn: sqlite3.Connection, table: str, column: str) -> int:
+    """The highest id ``table`` ever had. SQLite hands a new row the largest id present plus
+    one, so once the newest rows are deleted (an erasure, a purge, an uninstall) their ids
+    would come again, while the dispatcher may still hold them: ids are never used twice."""
+    kept = conn.execute("SELECT value FROM meta WHERE key=?", (f"{table}_high_water",)).fetchone()
+    present = conn.execute(f"SELECT COALESCE(MAX({column}), 0) FROM {table}").fetchone()[0]
+    return max(int(kept[0]) if kept else 0, int(present))
+
+
+def _raise_high_water(conn: sqlite3.Connection, table: str, column: str) -> None:
+    conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = "
+                 "excluded.value", (f"{table}_high_water", str(_high_water(conn, table, column))))
+
+
 class SQLiteEvents:
     """Call events and their deliveries.
 
@@ -79,28 +93,32 @@ class SQLiteEvents:
         An event about a restricted person keeps only what deduplication needs (no payload)
         and gets no delivery.
         """
-        before = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+        before = _high_water(conn, "events", "seq")
         restricted = self._restricted(conn, sorted({k for r, _ in rows for k in r[6:9] if k}))
         values = []
-        for r, _ in rows:
+        for seq, (r, _) in enumerate(rows, start=before + 1):
             if restricted and any((r[0], k) in restricted for k in r[6:9] if k):
-                values.append((*r[:4], b"", *r[5:], 1))
+                values.append((seq, *r[:4], b"", *r[5:], 1))
             else:
-                values.append((*r, 0))
+                values.append((seq, *r, 0))
         # One multi-row statement per chunk, not one step per row: every step hands the GIL
         # back and forth with the event loop's thread, which then waits for it.
         for i in range(0, len(values), _ROWS_PER_INSERT):
             chunk = values[i:i + _ROWS_PER_INSERT]
             conn.execute(
-                "INSERT INTO events (tenant, connection, dedup_key, call_key, payload, received_at, "
+                "INSERT INTO events (seq, tenant, connection, dedup_key, call_key, payload, received_at, "
                 "remote_key, local_key, user_key, restricted) VALUES "
-                + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+                + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
                 + " ON CONFLICT (dedup_key) DO NOTHING", [v for row in chunk for v in row])
         conn.execute(
-            "INSERT INTO deliveries (event_seq, tenant, sink, call_key, state, attempts, next_at, "
-            "received_at, since, updated_at) SELECT e.seq, e.tenant, s.plugin, e.call_key, 'pending', 0, "
+            "INSERT INTO deliveries (id, event_seq, tenant, sink, call_key, state, attempts, next_at, "
+            "received_at, since, updated_at) SELECT ? + ROW_NUMBER() OVER (ORDER BY e.seq, s.plugin), "
+            "e.seq, e.tenant, s.plugin, e.call_key, 'pending', 0, "
             "e.received_at, e.received_at, e.received_at, e.received_at FROM events e "
-            "JOIN sinks s ON s.tenant = e.tenant WHERE e.seq > ? AND e.restricted = 0", (before,))
+            "JOIN sinks s ON s.tenant = e.tenant WHERE e.seq > ? AND e.restricted = 0",
+            (_high_water(conn, "deliveries", "id"), before))
+        _raise_high_water(conn, "events", "seq")
+        _raise_high_water(conn, "deliveries", "id")
         fresh = conn.execute(_PENDING + "WHERE d.event_seq > ? ORDER BY d.id", (before,)).fetchall()
         by_dedup = {r[2]: ev for r, ev in rows}
         return [_pending(row, by_dedup.get(row[9])) for row in fresh]

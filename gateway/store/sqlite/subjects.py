@@ -130,10 +130,13 @@ class SQLiteSubjects:
             c2c = await self._db.one(
                 "SELECT COUNT(*) FROM clicktocall WHERE tenant=? AND created_at >= ? AND created_at < ?",
                 (tenant, since_ms, until_ms))
+            restricted = await self._db.one(
+                "SELECT COUNT(DISTINCT subject_key) FROM restrictions WHERE tenant=? AND created_at < ?",
+                (tenant, until_ms))
             out.append({"tenant": tenant, "events": ev[0], "callers": ev[1], "restricted_events": ev[2],
                         "telephony_users": users[0], "users_with_contact_data": users[1],
                         "plugin_records": {p: n for p, n in records}, "connections": conns[0],
-                        "clicktocall": c2c[0]})
+                        "clicktocall": c2c[0], "restricted_people": restricted[0]})
         return out
 
     def delete_tenant_rows(self, conn: sqlite3.Connection, tenant: str) -> dict[str, int]:

@@ -3,7 +3,9 @@
 Trust: an ``ONAPPINSTALL`` (or a UI install POST) is believed only after its refresh token has
 been exchanged at the OAuth server (a setting, with our client secret) and the answer's
 ``member_id`` is the event's: that binds the tenant id to the portal that really installed
-us, so nobody can overwrite another portal's tenant with tokens of their own. Every URL taken
+us, so nobody can overwrite another portal's tenant with tokens of their own, and proves the
+grant is our app's. The ``ONAPPINSTALL`` that completes a UI install must also show, through
+``app.info`` on the stored portal, that its access token is our app's. Every URL taken
 from an event or a token answer must pass the host allow-list. Later events must carry the
 stored ``application_token`` (constant-time). ``ONAPPUNINSTALL`` removes the tenant through the
 core (crypto-shredding).
@@ -120,20 +122,8 @@ async def on_install(ctx: PluginContext, auth: Auth) -> str:
     existing = await stored_portal(ctx, auth.member_id)
     if existing is not None and tokens_equal(existing.application_token, auth.application_token):
         return "duplicate"
-    if existing is not None and not existing.application_token and auth.access_token:
-        # After a UI install the tokens are ours already; this event brings the application
-        # token. Its access token must work at the portal we stored (not one it names).
-        try:
-            await Bitrix24Client(ctx, auth.member_id).call_with_token("app.info", {}, auth.access_token)
-        except (AuthRevoked, Bitrix24Error):
-            raise Unauthorized("the install tokens were refused") from None
-        except RetryableError as exc:
-            raise UpstreamError("the portal is not available") from exc
-        await put_portal(ctx.storage(auth.member_id), replace(
-            existing, application_token=auth.application_token,
-            installer_user_id=existing.installer_user_id or auth.user_id))
-        await ctx.tenants.set_status(auth.member_id, "active", None)
-        log.info("Bitrix24 app install completed", extra={"tenant": auth.member_id})
+    if existing is not None and not existing.application_token:
+        await _complete_ui_install(ctx, auth, existing)
         return "completed"
     if not auth.refresh_token:
         raise Unauthorized("the install event carries no tokens")
@@ -145,6 +135,49 @@ async def on_install(ctx: PluginContext, auth: Auth) -> str:
     await bind_events(ctx, auth.member_id)
     log.info("Bitrix24 app installed", extra={"tenant": auth.member_id})
     return "installed"
+
+
+async def _app_of(client: Bitrix24Client, access_token: str) -> tuple[str, str]:
+    """Which app ``access_token`` belongs to on the client's stored portal: ``app.info``'s
+    ``ID`` (the app's id on that portal) and ``CODE`` (a local app's client id, a Market
+    app's code). The answer holds no client id of its own."""
+    try:
+        info = await client.call_with_token("app.info", {}, access_token)
+    except (AuthRevoked, Bitrix24Error):
+        raise Unauthorized("the install tokens were refused") from None
+    except RetryableError as exc:
+        raise UpstreamError("the portal is not available") from exc
+    app_id = info.get("ID") if isinstance(info, dict) else None
+    code = info.get("CODE") if isinstance(info, dict) else None
+    if not isinstance(app_id, (int, str)) or isinstance(app_id, bool) or not str(app_id) \
+            or not isinstance(code, str) or not code:
+        raise Unauthorized("the portal did not say which app the install tokens belong to")
+    return str(app_id), code
+
+
+async def _complete_ui_install(ctx: PluginContext, auth: Auth, existing: Portal) -> None:
+    """Bitrix24's own ``ONAPPINSTALL`` after a UI install: it brings the application token
+    that later events must carry, so it must come from Bitrix24 for our app. Its refresh
+    token must be exchangeable with our client id and secret and name this portal (the grant
+    is ours), and ``app.info`` on the portal we stored (never one the event names) must say
+    that its access token belongs to the same app as the token we got from that exchange."""
+    if not auth.access_token or not auth.refresh_token:
+        raise Unauthorized("the install event carries no tokens")
+    grant = await verify_grant(ctx, auth.member_id, auth.refresh_token)
+    client = Bitrix24Client(ctx, auth.member_id)
+    ours = await _app_of(client, grant.access_token)
+    theirs = await _app_of(client, auth.access_token)
+    if not (hmac.compare_digest(ours[0].encode(), theirs[0].encode())
+            and hmac.compare_digest(ours[1].encode(), theirs[1].encode())):
+        ctx.count("install_refused", "foreign_app")
+        raise Unauthorized("the install tokens belong to another app")
+    st = ctx.storage(auth.member_id)
+    async with st.lease("oauth-refresh", ttl=30.0, wait=35.0):
+        await put_tokens(st, Tokens(grant.access_token, grant.refresh_token, grant.expires))
+    await put_portal(st, replace(existing, application_token=auth.application_token,
+                                 installer_user_id=existing.installer_user_id or auth.user_id))
+    await ctx.tenants.set_status(auth.member_id, "active", None)
+    log.info("Bitrix24 app install completed", extra={"tenant": auth.member_id})
 
 
 async def on_ui_install(ctx: PluginContext, ui: UiInstall) -> None:

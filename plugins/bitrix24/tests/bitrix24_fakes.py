@@ -127,6 +127,13 @@ def install_body(**auth_extra: Any) -> bytes:
                         **auth_extra)})
 
 
+def ui_install_body() -> bytes:
+    """The POST of the app's install page in the portal's frame (our tokens, no application token)."""
+    return urlencode({"DOMAIN": "example.bitrix24.de", "PROTOCOL": "1", "LANG": "de", "APP_SID": "frame-sid-1",
+                      "AUTH_ID": "ui-access", "AUTH_EXPIRES": "3600", "REFRESH_ID": "ui-refresh",
+                      "member_id": MEMBER, "status": "L", "PLACEMENT": "DEFAULT"}).encode()
+
+
 def uninstall_body(token: str = APP_TOKEN) -> bytes:
     a = auth()
     a["auth[application_token]"] = token

@@ -250,24 +250,35 @@ async def _profile(ctx: PluginContext, tokens: TokenSet) -> dict[str, Any]:
     return me
 
 
-async def _check_org(ctx: PluginContext, connection: Connection, me: dict[str, Any]) -> Connection:
-    """A connection serves one Webex organisation: pinned by its settings or the first login."""
+class NotPinned(Forbidden):
+    """The connection is not tied to a Webex organisation yet, and this login may not tie it."""
+
+
+async def _check_org(ctx: PluginContext, connection: Connection, me: dict[str, Any], may_pin: bool) -> Connection:
+    """A connection serves one Webex organisation, set by someone the tenant trusts: its
+    ``org_id`` setting, or the login of the tenant's admin through a pin link (``may_pin``).
+    Anyone else's login on a connection without one is refused: the first login must not
+    decide which organisation's calls reach the tenant's CRM."""
     org = me.get("orgId") if isinstance(me.get("orgId"), str) else None
     pinned = connection.settings.get("org_id")
     if pinned:
         if org != pinned:
             raise Forbidden("this Webex account belongs to another organisation")
         return connection
-    if org:
-        return await ctx.connections.update(connection.id, settings={**connection.settings, "org_id": org})
-    return connection
+    if not may_pin or not org:
+        raise NotPinned("this connection is not tied to a Webex organisation yet")
+    updated = await ctx.connections.update(connection.id, settings={**connection.settings, "org_id": org})
+    await ctx.audit("webex.org_pinned", tenant=connection.tenant, connection=connection.id)
+    log.info("webex connection tied to its organisation", extra={"connection": connection.id})
+    return updated
 
 
-async def login(ctx: PluginContext, connection: Connection, code: str) -> TelephonyUser:
-    """Complete a login: tokens, profile into the directory, fresh webhooks."""
+async def login(ctx: PluginContext, connection: Connection, code: str, *, may_pin: bool = False) -> TelephonyUser:
+    """Complete a login: tokens, profile into the directory, fresh webhooks. ``may_pin``: the
+    login came through the admin's pin link and may tie an unpinned connection to its org."""
     tokens = await exchange_code(ctx, code)
     me = await _profile(ctx, tokens)
-    connection = await _check_org(ctx, connection, me)
+    connection = await _check_org(ctx, connection, me, may_pin)
     user = user_from_profile(me, connection.settings.get("region") or "DE")
     await save_tokens(ctx, connection, user.user_id, tokens)
     await drop_webhooks(ctx, connection, user.user_id, at_webex=True)  # a repeated login

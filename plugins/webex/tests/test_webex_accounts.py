@@ -26,6 +26,8 @@ from webex_fixtures import (
     CLIENT_SECRET,
     ENV,
     INBOUND_ANSWERED,
+    LEG,
+    ORG,
     PERSON,
     REFRESH_TOKEN,
     SESSION,
@@ -295,7 +297,7 @@ async def test_no_personal_data_in_logs(gateway_harness: Any, fake_webex: tuple[
     fake, api = fake_webex
     h = await gateway_harness(env={**ENV, "GATEWAY_WEBEX_API_URL": api})
     await h.create_tenant("acme")
-    conn = await h.connect("acme", "webex", {})
+    conn = await h.connect("acme", "webex", {"org_id": ORG})
     assert (await login(h, conn["id"])).status == 200
     w = Webex(h=h, fake=fake, api=api, connection_id=conn["id"])
     await w.sequence(INBOUND_ANSWERED)

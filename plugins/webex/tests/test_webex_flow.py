@@ -29,6 +29,7 @@ from webex_fixtures import (
     SESSION,
     Webex,
     call_data,
+    form_of,
     fake_webex,  # noqa: F401  (fixture)
     webex,  # noqa: F401  (fixture)
 )
@@ -59,13 +60,15 @@ async def test_login_stores_user_and_creates_signed_webhooks(webex: Webex) -> No
 
 
 async def test_login_redirect_carries_scopes_and_signed_state(webex: Webex) -> None:
-    resp = await webex.h.client.get(f"/apps/webex/login?connection={webex.connection_id}", allow_redirects=False)
+    page = await webex.h.client.get(f"/apps/webex/login?connection={webex.connection_id}")
+    nonce = page.cookies["callgate_webex"].value
+    resp = await webex.h.client.post("/apps/webex/login", data=form_of(await page.text()), allow_redirects=False)
     location = URL(resp.headers["Location"])
     assert str(location).startswith(f"{webex.api}/authorize?")
     assert location.query["client_id"] == CLIENT_ID and location.query["response_type"] == "code"
     assert set(location.query["scope"].split()) >= {"spark:calls_read", "spark:calls_write", "spark:people_read"}
-    state = oauth.check_state(CLIENT_SECRET, location.query["state"])
-    assert state == oauth.State(webex.connection_id, "login")
+    state = oauth.check_state(CLIENT_SECRET, location.query["state"], browser=nonce)
+    assert (state.connection_id, state.purpose, state.pin) == (webex.connection_id, "login", None)
     assert location.query["redirect_uri"] == webex.h.gw.contexts["webex"].app_url("/callback")
 
 

@@ -239,19 +239,39 @@ def test_profile_mapping() -> None:
 
 
 def test_state_round_trip_and_tampering() -> None:
-    state = oauth.make_state("client-secret", "conn1", "login", 600, now=1000.0)
-    assert oauth.check_state("client-secret", state, now=1500.0) == oauth.State("conn1", "login")
+    state = oauth.make_state("client-secret", "conn1", "login", 600, browser="nonce-1", now=1000.0)
+    checked = oauth.check_state("client-secret", state, browser="nonce-1", now=1500.0)
+    assert (checked.connection_id, checked.purpose, checked.expires_at, checked.pin) == ("conn1", "login", 1600, None)
     with pytest.raises(oauth.BadState):
-        oauth.check_state("client-secret", state, now=1601.0)  # expired
+        oauth.check_state("client-secret", state, browser="nonce-1", now=1601.0)  # expired
     with pytest.raises(oauth.BadState):
-        oauth.check_state("other-secret", state, now=1500.0)
+        oauth.check_state("other-secret", state, browser="nonce-1", now=1500.0)
+    for browser in (None, "", "nonce-2"):  # no cookie, or another browser's
+        with pytest.raises(oauth.BadState):
+            oauth.check_state("client-secret", state, browser=browser, now=1500.0)
     payload, mac = state.split(".")
     forged = oauth._b64(orjson.dumps({"c": "conn2", "p": "login", "n": "x", "e": 9999}))
     with pytest.raises(oauth.BadState):
-        oauth.check_state("client-secret", f"{forged}.{mac}", now=1500.0)
+        oauth.check_state("client-secret", f"{forged}.{mac}", browser="nonce-1", now=1500.0)
     for junk in ["", "abc", "a.b.c", "%%%.%%%", "." * 2000]:
         with pytest.raises(oauth.BadState):
-            oauth.check_state("client-secret", junk, now=1500.0)
+            oauth.check_state("client-secret", junk, browser="nonce-1", now=1500.0)
+    # a pin link is no state, a state no pin link
+    pin = oauth.make_pin("client-secret", "conn1", 600, now=1000.0)
+    with pytest.raises(oauth.BadState):
+        oauth.check_state("client-secret", pin, browser="nonce-1", now=1500.0)
+    with pytest.raises(oauth.BadState):
+        oauth.check_pin("client-secret", state, now=1500.0)
+    assert oauth.check_pin("client-secret", pin, now=1500.0).connection_id == "conn1"
+    with pytest.raises(oauth.BadState):
+        oauth.check_pin("client-secret", pin, now=1601.0)
+    # the form token is this browser's, for this request
+    token = oauth.form_token("client-secret", "nonce-1", "conn1", "login")
+    oauth.check_form_token("client-secret", token, "nonce-1", "conn1", "login")
+    for args in (("nonce-2", "conn1", "login"), ("", "conn1", "login"), ("nonce-1", "conn2", "login"),
+                 ("nonce-1", "conn1", "logout")):
+        with pytest.raises(oauth.BadState):
+            oauth.check_form_token("client-secret", token, *args)
 
 
 def test_token_set_from_response_keeps_refresh_token() -> None:

@@ -281,10 +281,25 @@ class Webex:
         return list(body["users"])
 
 
-async def login(h: Harness, connection_id: str, code: str = "auth-code-1", path: str = "/apps/webex/login") -> Any:
-    resp = await h.client.get(f"{path}?connection={connection_id}", allow_redirects=False)
-    assert resp.status == 302
-    state = URL(resp.headers["Location"]).query["state"]
+def form_of(page: str) -> dict[str, str]:
+    """The hidden fields of the login page's form."""
+    return dict(re.findall(r'name="(\w+)" value="([^"]*)"', page))
+
+
+async def start(h: Harness, connection_id: str, path: str = "/apps/webex/login", pin: str | None = None) -> str:
+    """Open the login link in the harness's browser, press the page's button: the authorize
+    URL's ``state`` (the browser keeps the cookie the page set)."""
+    page = await h.client.get(path, params={"connection": connection_id, **({"pin": pin} if pin else {})})
+    assert page.status == 200, await page.text()
+    resp = await h.client.post(path, data=form_of(await page.text()), allow_redirects=False)
+    assert resp.status == 303, await resp.text()
+    return URL(resp.headers["Location"]).query["state"]
+
+
+async def login(h: Harness, connection_id: str, code: str = "auth-code-1", path: str = "/apps/webex/login",
+                pin: str | None = None) -> Any:
+    """A whole login (or logout) round trip; Webex's answer comes back to the same browser."""
+    state = await start(h, connection_id, path, pin)
     return await h.client.get("/apps/webex/callback", params={"code": code, "state": state})
 
 
@@ -300,7 +315,7 @@ async def webex(gateway_harness: Any, fake_webex: tuple[FakeWebex, str]) -> Webe
     fake, api = fake_webex
     h = await gateway_harness(env={**ENV, "GATEWAY_WEBEX_API_URL": api})
     await h.create_tenant("acme")
-    conn = await h.connect("acme", "webex", {})
+    conn = await h.connect("acme", "webex", {"org_id": ORG})
     resp = await login(h, conn["id"])
     assert resp.status == 200, await resp.text()
     return Webex(h=h, fake=fake, api=api, connection_id=conn["id"])

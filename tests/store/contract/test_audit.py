@@ -35,3 +35,20 @@ async def test_a_removed_tenants_entries_stay_verifiable_but_nameless(store: Sto
     assert fresh is not None and fresh != ref
     assert verify(await store.audit.entries()).ok
     assert [e.action for e in await store.audit.entries(tenant_ref=ref)] == ["tenant.created"]
+
+
+async def test_the_anchor_is_the_head_written_with_every_append(store: Store) -> None:
+    """A second record of the chain's head, so ``audit verify`` sees entries cut off the end."""
+    assert await store.audit.anchor() is None
+    await store.audit.append("tenant.created", None, {})
+    first = (await store.audit.entries())[-1]
+    assert await store.audit.anchor() == (first.seq, first.hash)
+    await store.audit.append("user.login", None, {"n": 1}, defer=True)
+    assert await store.audit.anchor() == (first.seq, first.hash)  # deferred: not written yet
+    await store.audit.flush()
+    entries = await store.audit.entries()
+    anchor = await store.audit.anchor()
+    assert anchor == (entries[-1].seq, entries[-1].hash) and anchor[0] == first.seq + 1
+    assert verify(entries, [anchor]).ok
+    assert not verify(entries[:-1], [anchor]).ok  # the last entry cut off
+    assert not verify(entries, [(anchor[0], "0" * 64)]).ok  # the last entry replaced

@@ -10,7 +10,7 @@ from gateway.store.common import now_ms
 from gateway.store.protocols import Store
 from gateway.store.records import PendingDelivery
 
-from .backends import REMOTE, call_event, ingest, tenant_with_connection
+from .backends import OTHER, REMOTE, call_event, ingest, tenant_with_connection
 
 
 async def test_ingest_deduplicates_per_connection_and_queues_one_delivery_per_sink(
@@ -151,3 +151,22 @@ async def test_purge_deletes_only_what_is_past_the_cutoff(store: Store, acme: Co
     assert (event := await store.events.load("acme", kept.event_seq)) is not None and event.event_id == "new"
     await ingest(store, acme, call_event("old0"), at=old)  # purged: no longer a duplicate
     assert await store.events.count("pending") == 2
+
+
+async def test_ids_are_never_used_twice(store: Store, acme: Connection) -> None:
+    """The dispatcher holds delivery ids and event seqs in memory while it waits: after the
+    rows are gone (erased, purged, the tenant removed), a new event must not get the same
+    id, or a withdrawn delivery would pass ``is_pending`` and ``load`` another person's event."""
+    await ingest(store, acme, call_event("e1"), call_event("e2"))
+    first = await store.events.pending(per_group=10)
+    await store.subjects.delete_events("acme", REMOTE)  # the newest rows go
+    await ingest(store, acme, call_event("e3", remote=OTHER))
+    (fresh,) = await store.events.pending(per_group=10)
+    assert fresh.id > max(d.id for d in first) and fresh.event_seq > max(d.event_seq for d in first)
+    assert not any([await store.events.is_pending(d.id) for d in first])
+    assert [await store.events.load("acme", d.event_seq) for d in first] == [None, None]
+    await store.tenants.remove("acme")
+    again = await tenant_with_connection(store, "acme")
+    await ingest(store, again, call_event("e4"))
+    (newest,) = await store.events.pending(per_group=10)
+    assert newest.id > fresh.id and newest.event_seq > fresh.event_seq

@@ -78,8 +78,11 @@ async def test_held_counts(store: Store, acme: Connection) -> None:
     start = now_ms() - 1000
     await ingest(store, acme, call_event("e1"), call_event("e2"), call_event("e3", remote=LOCAL))
     await ingest(store, acme, call_event("old"), at=start - 10_000)
+    subject = await store.subjects.subject_key("acme", "phone", OTHER)
+    await store.subjects.restrict("acme", subject, ["user-key-1"], "object")
     acme_counts, empty = await store.subjects.held_counts(start, now_ms() + 1000)
     assert acme_counts == {"tenant": "acme", "events": 3, "callers": 2, "restricted_events": 0,
                            "telephony_users": 1, "users_with_contact_data": 1, "plugin_records": {"p": 1},
-                           "connections": 1, "clicktocall": 1}
+                           "connections": 1, "clicktocall": 1, "restricted_people": 1}
     assert empty["tenant"] == "empty" and empty["events"] == 0 and empty["plugin_records"] == {}
+    assert empty["restricted_people"] == 0
