@@ -71,8 +71,8 @@ async def test_the_audit_anchor_starts_at_the_head_of_an_existing_log(tmp_path):
         await store.audit.append(action, None, {})
     head = (await store.audit.entries())[-1]
     await store.close()
-    con = sqlite3.connect(path)  # back to the schema before migration 5
-    con.executescript("DROP TABLE audit_anchor; UPDATE meta SET value='4' WHERE key='schema_version';")
+    con = sqlite3.connect(path)  # back to the schema before migration 7
+    con.executescript("DROP TABLE audit_anchor; UPDATE meta SET value='6' WHERE key='schema_version';")
     con.close()
     store = Store(path, key)
     await store.open()

@@ -47,8 +47,10 @@ SIP_USERS = [
 ]
 WEB_USERS = [{"id": 815, "email": "anna.schmidt@example.de", "first_name": "Anna", "last_name": "Schmidt",
               "primary_sip_user_id": 4711}]
+#: the Webex organisation the tenant's connection is tied to (the operator sets ``org_id``)
+WEBEX_ORG = "Y2lzY29zcGFyazovL3VzL09SR0FOSVpBVElPTi9hY21l"
 JONAS_PROFILE = {"id": JONAS_WEBEX, "emails": ["jonas.weber@example.de"], "displayName": "Jonas Weber",
-                 "orgId": "Y2lzY29zcGFyazovL3VzL09SR0FOSVpBVElPTi9hY21l", "extension": "207",
+                 "orgId": WEBEX_ORG, "extension": "207",
                  "phoneNumbers": [{"type": "work", "value": "+49 221 9999 207"}], "type": "person"}
 
 

@@ -339,6 +339,8 @@ class FakePortal:
             return {"ID": 100 + len(self.called("telephony.externalLine.add"))}
         if method == "profile":
             return {"ID": str(INSTALLER), "ADMIN": True}
+        if method == "app.info":  # every token here is our app's
+            return {"ID": 12, "CODE": "app.abc123", "VERSION": 1, "STATUS": "L", "INSTALLED": True}
         if method in ("telephony.externalCall.finish",):
             return {"ID": "3291", "CALL_ID": params.get("CALL_ID")}
         if method == "telephony.externalCall.attachRecord":

@@ -7,6 +7,7 @@ Every page is photographed (``app_browser.py`` says where; ``make screenshots`` 
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import re
 import time
@@ -20,8 +21,9 @@ from urllib.parse import urlencode
 
 import pytest
 from app_browser import ServedApp, fit_window, free_port, screenshot
-from app_fakes import ADMIN_AUTH, CLIENT_SECRET, MEMBER, OUR_LINE, PLACETEL_KEY, USER_AUTH, Vendors
+from app_fakes import ADMIN_AUTH, CLIENT_SECRET, MEMBER, OUR_LINE, PLACETEL_KEY, USER_AUTH, WEBEX_ORG, Vendors
 from app_gateway import gateway_env
+from webex_fixtures import form_of
 
 from gateway.app import create_app
 from gateway.appkeys import GATEWAY
@@ -131,10 +133,22 @@ def missed_call(call_id: str, caller: str) -> tuple[str, str]:
             f"event=HungUp&from={caller}&to={OUR_LINE}&call_id={call_id}&type=missed&duration=0&direction=in")
 
 
+def webex_login_by_hand(world: World, connection_id: str) -> str:
+    """The Webex login a user starts from the app, without a browser: the Webex plugin's page,
+    its button (the page's cookie kept), Webex, back to the gateway. The last page's text."""
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    path = world.url(f"/apps/webex/login?connection={connection_id}")
+    with browser.open(path, timeout=10) as page:
+        fields = form_of(page.read().decode())
+    with browser.open(urllib.request.Request(world.url("/apps/webex/login"), data=urlencode(fields).encode()),
+                      timeout=10) as done:
+        return str(done.read().decode())
+
+
 def offer_webex(world: World) -> str:
     """The operator offers Webex Calling to the portal (a Webex connection); its id."""
     status, body = post(world.url(f"/admin/v1/tenants/{MEMBER}/connections"),
-                        b'{"plugin": "webex", "settings": {}}',
+                        json.dumps({"plugin": "webex", "settings": {"org_id": WEBEX_ORG}}).encode(),
                         {"Content-Type": "application/json", "Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert status == 201
     return str(json.loads(body)["id"])
@@ -199,9 +213,7 @@ def test_an_administrator_sets_the_app_up_and_sees_calls_arrive(installed: World
     wait_for(lambda: len(world.gateway.run(crm.deliveries.failed(MEMBER))) == 2)
     wait_for(lambda: world.gateway.run(world.gw.store.events.count("done")) == 2)
     # Jonas logs in to Webex (on his own page, in a new tab: here by hand)
-    with urllib.request.urlopen(world.url(f"/apps/webex/login?connection={offer_webex(world)}"),  # noqa: S310
-                                timeout=10) as login:
-        assert "You are logged in" in login.read().decode()
+    assert "You are logged in" in webex_login_by_hand(world, offer_webex(world))
     world.gateway.run(world.gw.activity.flush())
 
     portal = Portal(browser_context, world).settled()  # opened again from the portal's menu
@@ -248,6 +260,7 @@ def test_a_user_logs_in_to_webex_sees_and_deletes_their_data(installed: World, b
     with portal.page.context.expect_page() as opened:
         app.get_by_role("link", name=re.compile("Log in to Webex")).click()
     login = opened.value
+    login.get_by_role("button", name="Continue to Webex").click()  # the Webex plugin's own page
     expect(login.locator("body")).to_contain_text("You are logged in")
     login.close()
     assert len(world.vendors.webhooks) == 3  # Webex will notify the gateway of Jonas's calls
@@ -265,6 +278,7 @@ def test_a_user_logs_in_to_webex_sees_and_deletes_their_data(installed: World, b
     with portal.page.context.expect_page() as opened:  # Webex confirms who logs out, in a new tab
         app.get_by_role("link", name=re.compile("Log out of Webex")).click()
     logout = opened.value
+    logout.get_by_role("button", name="Continue to Webex").click()
     expect(logout.locator("body")).to_contain_text("You are logged out")
     logout.close()
     assert world.vendors.webhooks == {}
@@ -273,6 +287,7 @@ def test_a_user_logs_in_to_webex_sees_and_deletes_their_data(installed: World, b
     expect(app.locator("#webex")).to_contain_text("Not logged in")
     with portal.page.context.expect_page() as opened:
         app.get_by_role("link", name=re.compile("Log in to Webex")).click()
+    opened.value.get_by_role("button", name="Continue to Webex").click()
     expect(opened.value.locator("body")).to_contain_text("You are logged in")
     opened.value.close()
     portal = Portal(browser_context, world, auth=USER_AUTH).settled()

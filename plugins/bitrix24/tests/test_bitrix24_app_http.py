@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from app_fakes import (
+    WEBEX_ORG,
     ADMIN_AUTH,
     CLIENT_SECRET,
     EXPIRED_AUTH,
@@ -30,6 +31,8 @@ from app_gateway import (
     post_form,
     view_token,
 )
+
+from webex_fixtures import form_of
 
 from gateway import TelephonyUser
 from gateway.testing import Harness
@@ -255,14 +258,16 @@ async def test_a_user_sees_and_deletes_what_the_app_keeps_about_them(gw: Harness
 
 async def test_webex_logout_goes_through_the_webex_plugins_own_flow(gw: Harness, vendors: tuple[Vendors, str]) -> None:
     _, base = vendors
-    webex = await gw.connect(MEMBER, "webex", {})
+    webex = await gw.connect(MEMBER, "webex", {"org_id": WEBEX_ORG})
     await gw.gw.directory.put(await gw.gw.tenancy.connection(webex["id"]),
                               TelephonyUser("person-jonas", "Jonas Weber", "jonas.weber@example.de", "207"))
     _, page, _ = await open_app(gw, base, USER_AUTH)
     logout = f"/apps/webex/logout?connection={webex['id']}"
     assert "Logged in" in page and f'href="{logout}" target="_blank"' in page
-    resp = await gw.client.get(logout, allow_redirects=False)
-    assert resp.status == 302 and resp.headers["Location"].startswith(f"{base}/webex/v1/authorize?")
+    page = await gw.client.get(logout)  # the Webex plugin's page: one button, then Webex
+    assert page.status == 200
+    resp = await gw.client.post(logout, data=form_of(await page.text()), allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"].startswith(f"{base}/webex/v1/authorize?")
     await gw.gw.directory.logout(await gw.gw.tenancy.connection(webex["id"]), "person-jonas")
     _, page, _ = await open_app(gw, base, USER_AUTH)
     assert f'href="/apps/webex/login?connection={webex["id"]}" target="_blank"' in page

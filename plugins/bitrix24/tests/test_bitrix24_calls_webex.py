@@ -41,7 +41,7 @@ from webex_captures import (
     with_remote,
 )
 from webex_fixtures import ENV as WEBEX_ENV
-from webex_fixtures import PERSON, RECORDING_ID, Webex, fake_webex, login  # noqa: F401  (fixture)
+from webex_fixtures import ORG, PERSON, RECORDING_ID, Webex, fake_webex, login  # noqa: F401  (fixture)
 
 from gateway import utcnow
 
@@ -56,7 +56,7 @@ async def team(gateway_harness: Any, fake_webex: Any, mock: Any) -> tuple[Webex,
     fake, api = fake_webex
     h = await gateway_harness(env={**ENV, **WEBEX_ENV, "GATEWAY_WEBEX_API_URL": api})
     portal = await install(h, mock, USERS)
-    conn = await h.connect(MEMBER, "webex", {})
+    conn = await h.connect(MEMBER, "webex", {"org_id": ORG})
     assert (await login(h, conn["id"])).status == 200
     w = Webex(h=h, fake=fake, api=api, connection_id=conn["id"])
     await w.login_as(PERSON_B, email="b@example.com", name="Agent B", number="+14085550102", extension="102")

@@ -73,7 +73,9 @@ async def test_ui_install_records_the_user_who_installed(gateway_harness: Any, m
                       "member_id": MEMBER, "status": "L", "PLACEMENT": "DEFAULT"}).encode()
     resp = await h.client.post("/apps/bitrix24/install", data=body, headers=FORM)
     assert resp.status == 200
-    # the ONAPPINSTALL that follows installFinish keeps the installer
+    # the ONAPPINSTALL that follows installFinish keeps the installer (its refresh token is
+    # exchanged once more: only our app's grant completes an install)
+    mock.get(OAUTH_RE, payload={**oauth_answer(), "user_id": 67})
     resp = await h.client.post("/hooks/bitrix24/events", data=install_body(), headers=FORM)
     assert resp.status == 200 and (await resp.json())["status"] == "completed"
     stored = await get_portal(h.context("bitrix24").storage(MEMBER))
