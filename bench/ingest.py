@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
@@ -79,11 +80,14 @@ async def connect_placetel(session: aiohttp.ClientSession, base: str, tenant: st
 
 async def webex_login(session: aiohttp.ClientSession, base: str, tenant: str, fakes: FakesProcess,
                       code: str) -> tuple[str, list[shapes.WebexHook]]:
-    """A Webex connection with one user logged in through the real login and callback routes."""
-    conn = await admin(session, base, "POST", f"/tenants/{tenant}/connections", {"plugin": "webex", "settings": {}})
-    async with session.get(f"{base}/apps/webex/login", params={"connection": conn["id"]},
-                           allow_redirects=False) as resp:
-        if resp.status != 302:
+    """A Webex connection (tied to the fake's organisation) with one user logged in through
+    the real login page, its button (the session keeps the page's cookie) and the callback."""
+    conn = await admin(session, base, "POST", f"/tenants/{tenant}/connections",
+                       {"plugin": "webex", "settings": {"org_id": "bench-org"}})
+    async with session.get(f"{base}/apps/webex/login", params={"connection": conn["id"]}) as resp:
+        fields = dict(re.findall(r'name="(\w+)" value="([^"]*)"', await resp.text()))
+    async with session.post(f"{base}/apps/webex/login", data=fields, allow_redirects=False) as resp:
+        if resp.status != 303:
             raise RuntimeError(f"webex login: {resp.status}")
         state = URL(resp.headers["Location"]).query["state"]
     async with session.get(f"{base}/apps/webex/callback", params={"code": code, "state": state}) as resp:
@@ -163,7 +167,8 @@ def rss_kb(pid: int) -> dict[str, int]:
 
 
 async def _setup(url: str, fakes: FakesProcess) -> dict[str, str]:
-    async with aiohttp.ClientSession() as s:
+    # the login page's cookie must come back from 127.0.0.1, which aiohttp refuses by default
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
         await admin(s, url, "POST", "/tenants", {"id": "bench"})
         demo = await admin(s, url, "POST", "/tenants/bench/connections",
                            {"plugin": "demo", "settings": {"secret": SECRET}})
