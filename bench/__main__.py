@@ -18,9 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import backlog, cpu, e2e, ingest, retention, scale
+from . import backlog, cpu, e2e, fleet, ingest, retention, scale
 
-SCENARIOS = ("ingest", "cpu", "e2e", "scale", "retention", "backlog")
+SCENARIOS = ("ingest", "cpu", "e2e", "scale", "retention", "backlog", "fleet")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
                                                records=records),
         "backlog": lambda tmp: backlog.run(tmp, tenants=20 if args.quick else 100,
                                            calls=50 if args.quick else 200),
+        "fleet": lambda tmp: fleet.run(tmp, seconds=seconds, connections=args.connections,
+                                       rate=args.rate or (40 if args.quick else 100), tenants=20 if args.quick else 100),
     }
     results: dict[str, Any] = {"meta": {"quick": args.quick, "seconds": seconds, "connections": args.connections,
                                         "cpus": os.cpu_count(), "python": platform.python_version(),
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 def table(results: dict[str, Any]) -> str:
     parts = []
     printers = {"ingest": ingest.table, "cpu": cpu.table, "e2e": e2e.table, "scale": scale.table, "retention": retention.table,
-                "backlog": backlog.table}
+                "backlog": backlog.table, "fleet": fleet.table}
     for name in SCENARIOS:
         r = results.get(name)
         if r is None:

@@ -39,7 +39,7 @@ SHAPES = {"demo": Shape("demo", DEMO_HEADER, "sha256"),
           "webex": Shape("webex", WEBEX_HEADER, "sha1")}
 
 
-def _sign(secret: str, body: bytes, algo: str) -> str:
+def sign(secret: str, body: bytes, algo: str) -> str:
     return hmac.new(secret.encode(), body, getattr(hashlib, algo)).hexdigest()
 
 
@@ -60,7 +60,7 @@ def demo_requests(connection: str, secret: str, n: int) -> list[Request]:
         body = orjson.dumps({"id": f"ev{i}", "call": f"call{i // 3}",
                              "state": ("ringing", "answered", "ended")[i % 3],
                              "from": f"+49221{1000000 + i // 3}"})
-        out.append((f"/hooks/demo/{connection}", _sign(secret, body, "sha256"), JSON, body))
+        out.append((f"/hooks/demo/{connection}", sign(secret, body, "sha256"), JSON, body))
     return out
 
 
@@ -81,7 +81,7 @@ def placetel_body(event: str, call_id: str, number: str) -> bytes:
 
 
 def placetel_request(connection: str, secret: str, body: bytes) -> Request:
-    return (f"/hooks/placetel/{connection}", _sign(secret, body, "sha256"), FORM, body)
+    return (f"/hooks/placetel/{connection}", sign(secret, body, "sha256"), FORM, body)
 
 
 def placetel_requests(connection: str, secret: str, n: int, tag: str = "ingest") -> list[Request]:
@@ -142,10 +142,10 @@ def webex_requests(connection: str, hooks: list[WebexHook], n: int, *,
     for i in range(n):
         hook = calls[i % len(calls)]
         body = webex_body(hook, i, tag)
-        out.append((f"/hooks/webex/{connection}", _sign(secret or hook.secret, body, "sha1"), JSON, body))
+        out.append((f"/hooks/webex/{connection}", sign(secret or hook.secret, body, "sha1"), JSON, body))
     return out
 
 
 def resign(reqs: list[Request], secret: str, algo: str) -> list[Request]:
     """The same bodies signed with one secret (for the baseline, which knows only one)."""
-    return [(p, _sign(secret, b, algo), c, b) for p, _, c, b in reqs]
+    return [(p, sign(secret, b, algo), c, b) for p, _, c, b in reqs]

@@ -37,6 +37,7 @@ from .events import (
 from .http import json_response, read_json
 from .models import Connection, SinkBinding, TelephonyUser, Tenant
 from .privacy import Subject
+from .reconcile import CallSpan, ReconcileResult, ReconcileStatus, match_calls, time_index
 from .settings import setting
 from .sinks import Delivery, RateLimit, Sink
 from .sources import ConnectionHealth, OriginateResult, Source, WebhookRequest
@@ -49,12 +50,13 @@ __version__ = "0.1.0"
 hookimpl = pluggy.HookimplMarker("gateway")
 
 __all__ = [
-    "ADMIN_SCOPE", "ANONYMOUS", "CONTEXT", "BadRequest", "CallEvent", "CallMemory", "CallState", "Conflict",
+    "ADMIN_SCOPE", "ANONYMOUS", "CONTEXT", "BadRequest", "CallEvent", "CallMemory", "CallSpan", "CallState",
+    "Conflict",
     "Connection", "ConnectionHealth", "Delivery", "DeliveryCount", "DeliveryError", "Direction",
     "FailedDelivery", "Forbidden", "GatewayError", "NotFound",
     "OriginateResult", "Outcome", "PermanentError", "PluginContext", "PluginStorage", "RateLimit",
-    "RecordingRef", "RetryableError", "SingleFlight", "Sink", "SinkBinding", "Source", "Subject",
+    "ReconcileResult", "ReconcileStatus", "RecordingRef", "RetryableError", "SingleFlight", "Sink", "SinkBinding", "Source", "Subject",
     "TelephonyUser", "Tenant", "TenantPaused", "Unauthorized", "UpstreamError", "WebhookRequest",
-    "error_for_status", "hookimpl", "json_response", "normalize_number", "read_json", "require_scope",
-    "retry_after", "setting", "utcnow",
+    "error_for_status", "hookimpl", "json_response", "match_calls", "normalize_number", "read_json", "require_scope",
+    "retry_after", "setting", "time_index", "utcnow",
 ]

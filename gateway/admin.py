@@ -235,7 +235,14 @@ async def _tenant_connection(request: web.Request) -> Connection:
 
 
 async def get_connection(request: web.Request) -> web.Response:
-    return json_response(_connection_json(request.app[GATEWAY], await _tenant_connection(request)))
+    """One connection, with its reconciliation (``null`` when its telephone system has no call list)."""
+    gw = request.app[GATEWAY]
+    conn = await _tenant_connection(request)
+    found = await gw.reconciliation.status(conn)
+    checked = None if found is None else {
+        "last_success": found.last_success.isoformat() if found.last_success else None,
+        "failing": found.failing, "failures": found.failures}
+    return json_response({**_connection_json(gw, conn), "reconciliation": checked})
 
 
 async def delete_connection(request: web.Request) -> web.Response:

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
@@ -24,6 +25,8 @@ from .runtime import Gateway
 log = logging.getLogger("gateway.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: seconds the database may take to answer a readiness probe
+READY_TIMEOUT = 2.0
 
 # request ids: unique per process start, cheap to make (no system call per request)
 _RID_PREFIX = secrets.token_hex(4)
@@ -106,7 +109,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def _store_ok(request: web.Request) -> bool:
     gw = request.app[GATEWAY]
     try:
-        return bool(gw.started and await gw.store.ping())
+        return bool(gw.started and await asyncio.wait_for(gw.store.ping(), READY_TIMEOUT))
     except Exception:
         return False
 
@@ -117,10 +120,19 @@ async def _ready(request: web.Request) -> bool:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Ready when the database answers (and plugins are loaded): a load balancer sends this
+    replica requests only then. ``database`` says which, how fast it answered and, on a
+    shared store, how many lanes this replica delivers."""
     gw = request.app[GATEWAY]
+    started = time.perf_counter()
     store_ok = await _store_ok(request)
+    database: dict[str, object] = {
+        "backend": "sqlite" if gw.store.fleet is None else "postgresql", "reachable": store_ok,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
+    if gw.store.fleet is not None:
+        database["lanes_held"] = gw.dispatcher.depth
     ready = store_ok and bool(gw.sources or gw.sinks)
-    return json_response({"status": "ready" if ready else "not ready", "store": store_ok,
+    return json_response({"status": "ready" if ready else "not ready", "store": store_ok, "database": database,
                           "plugins": [p.name for p in gw.plugins]}, status=200 if ready else 503)
 
 

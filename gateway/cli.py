@@ -16,12 +16,14 @@ from typing import Any
 
 import orjson
 
-from .config import Config
+from .config import Config, public_dsn
 from .errors import ConfigError, GatewayError
 from .privacy.rights import OPERATIONS
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
+#: How long ``gateway reconcile`` waits for the server's run of a connection to finish (seconds).
+RECONCILE_WAIT = 120.0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,6 +54,11 @@ def _parser() -> _Parser:
     dr = dead_sub.add_parser("replay", help="queue dead letters again")
     dr.add_argument("ids", nargs="+", type=int)
     sub.add_parser("purge", help="delete call records past the retention period, now")
+    rec = sub.add_parser("reconcile", help="compare telephone systems' call lists with what was received; "
+                                           "write the missing calls")
+    rec.add_argument("--connection", help="only this connection (default: every one whose system has a call list)")
+    rec.add_argument("--since", help="ISO-8601 date or date-time (UTC if no zone) to read from; bounded by the "
+                                     "connection's first reconciliation, the last erasure and the retention period")
     subject = sub.add_parser("subject", help="data-subject requests of a tenant's controller")
     subject.add_argument("operation", choices=OPERATIONS)
     subject.add_argument("--tenant", required=True)
@@ -69,6 +76,9 @@ def _parser() -> _Parser:
     av = audit_sub.add_parser("verify", help="check the hash chain and its anchor; exit 1 naming the first broken entry")
     av.add_argument("--anchor", action="append", default=[], metavar="SEQ:HASH",
                     help="seq and hash of an 'audit log head' log line: the chain must still hold that entry")
+    move = sub.add_parser("migrate", help="copy this SQLite installation into an empty PostgreSQL database")
+    move.add_argument("--to", required=True, metavar="postgresql://...",
+                      help="the target database (same master keys: nothing is re-encrypted)")
     breach = sub.add_parser("breach-report", help="what was held in a window, per tenant, as counts")
     breach.add_argument("--since", required=True, help="ISO-8601 date or date-time (UTC if no zone)")
     breach.add_argument("--until", required=True, help="ISO-8601 date or date-time (UTC if no zone)")
@@ -85,7 +95,7 @@ def _write_private(path: Path, text: str) -> None:
 
 def _dev_secrets(config: Config) -> None:
     """Create (once) and use a development master key and admin token beside the database."""
-    folder = Path(config.database).resolve().parent
+    folder = Path("data" if "://" in config.database else config.database).resolve().parent
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not config.master_key:
         from .store.crypto import generate_master_key
@@ -105,7 +115,10 @@ def _dev_secrets(config: Config) -> None:
 
 def _database_folder(config: Config) -> None:
     """The database's folder must exist: a missing one is a wrong path or an unmounted volume,
-    and creating it would put the data where nobody backs it up."""
+    and creating it would put the data where nobody backs it up. (A database server's URL
+    names no folder.)"""
+    if "://" in config.database:
+        return
     folder = Path(config.database).parent
     if not folder.is_dir():
         raise ConfigError(f"the database folder {folder} does not exist (GATEWAY_DATABASE); "
@@ -147,7 +160,7 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
         gc.freeze()
         gc.set_threshold(20_000, 20, 20)
         print(f"gateway listening on http://{config.listen_host}:{config.listen_port} "
-              f"(database {config.database})", file=sys.stderr, flush=True)
+              f"(database {public_dsn(config.database)})", file=sys.stderr, flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -275,6 +288,42 @@ def cmd_purge(config: Config, args: argparse.Namespace) -> int:
     return int(_with_gateway(config, body))
 
 
+def cmd_reconcile(config: Config, args: argparse.Namespace) -> int:
+    """Reconcile by hand, with progress on stderr. Runs in its own process: what it writes is
+    delivered by the serving gateway's rescan."""
+    from .delivery import RESCAN_INTERVAL
+    from .privacy.breach import parse_time
+    from .reconcile import ReconcileBusy, ReconcileFailed, can_reconcile
+
+    since = parse_time(args.since, "--since") if args.since else None
+
+    def progress(text: str) -> None:
+        print(f"  {text}", file=sys.stderr, flush=True)
+
+    async def body(gw: Any) -> int:
+        if args.connection:
+            chosen = [await gw.tenancy.connection(args.connection)]
+            gw.reconciliation.source(chosen[0])  # a clear error for a system without a call list
+        else:
+            chosen = [c for c in await gw.tenancy.connections() if can_reconcile(gw.sources.get(c.plugin))]
+        failed = written = 0
+        for conn in chosen:
+            print(f"reconciling {conn.plugin} connection {conn.id} (tenant {conn.tenant})", file=sys.stderr,
+                  flush=True)
+            try:
+                result = await gw.reconciliation.run(conn, since=since, progress=progress, wait=RECONCILE_WAIT)
+            except (ReconcileBusy, ReconcileFailed) as exc:
+                print(f"gateway: {conn.id}: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            written += result.created + result.completed
+            print(f"{conn.id}: {result.line()}")
+        if written:
+            print(f"the serving gateway delivers the calls written within {RESCAN_INTERVAL:.0f} s")
+        return EXIT_ERROR if failed else 0
+    return int(_with_gateway(config, body))
+
+
 def cmd_subject(config: Config, args: argparse.Namespace) -> int:
     from .privacy import Subject, rights
 
@@ -328,10 +377,47 @@ def cmd_breach(config: Config, args: argparse.Namespace) -> int:
     return int(_with_gateway(config, body))
 
 
+def cmd_migrate(config: Config, args: argparse.Namespace) -> int:
+    """Copy the SQLite installation (``GATEWAY_DATABASE``) into an empty PostgreSQL database,
+    ciphertexts as they are, while no gateway serves the SQLite one; then count both sides."""
+    from .store.crypto import MasterKeyring
+    from .store.postgres import is_postgres
+    from .store.postgres.move import copy_sqlite
+    from .store.sqlite import SQLiteDatabase
+
+    if not is_postgres(args.to):
+        print("gateway: --to must be a postgresql:// URL (see `gateway --help`)", file=sys.stderr)
+        return EXIT_USAGE
+    if is_postgres(config.database):
+        raise GatewayError("GATEWAY_DATABASE must name the SQLite database to copy from")
+    if not config.master_key:
+        raise GatewayError("no master key: set GATEWAY_MASTER_KEY to the key of the SQLite installation")
+    keyring = MasterKeyring.from_text(config.master_key, config.master_key_previous)
+
+    def progress(table: str, done: int, total: int) -> None:
+        if done or not total:
+            print(f"copied {done}/{total} rows of {table}", file=sys.stderr, flush=True)
+
+    async def run() -> dict[str, int]:
+        source = SQLiteDatabase(config.database, keyring)
+        if os.path.isfile(config.database):
+            source.claim_serving()  # no gateway changes it while it is copied
+        try:
+            return await copy_sqlite(config.database, args.to, keyring, progress)
+        finally:
+            await source.close()
+
+    counts = asyncio.run(run())
+    print(f"copied {sum(counts.values())} rows of {len(counts)} tables to {public_dsn(args.to)}; "
+          "verified: the row counts of both databases match. Serve it with "
+          "GATEWAY_DATABASE set to that URL and the same master keys.")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "serve": cmd_serve, "plugins": cmd_plugins, "config": cmd_config, "keys": cmd_keys,
-    "deadletters": cmd_deadletters, "purge": cmd_purge, "subject": cmd_subject, "audit": cmd_audit,
-    "breach-report": cmd_breach,
+    "deadletters": cmd_deadletters, "purge": cmd_purge, "reconcile": cmd_reconcile, "subject": cmd_subject,
+    "audit": cmd_audit, "breach-report": cmd_breach, "migrate": cmd_migrate,
 }
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ConfigError
 
@@ -22,7 +23,8 @@ _SECRET_WORDS = ("SECRET", "TOKEN", "KEY", "PASSWORD")
 #: The core's settings: environment name -> (TOML name, default, description).
 CORE_SETTINGS: dict[str, tuple[str, str | None, str]] = {
     "GATEWAY_LISTEN": ("listen", "127.0.0.1:8080", "host:port to listen on"),
-    "GATEWAY_DATABASE": ("database", "./data/gateway.db", "SQLite database path"),
+    "GATEWAY_DATABASE": ("database", "./data/gateway.db",
+                         "SQLite database path, or a postgresql:// URL for several replicas"),
     "GATEWAY_MASTER_KEY": ("master_key", None, "current master key (base64, `gateway keys generate`)"),
     "GATEWAY_MASTER_KEY_PREVIOUS": ("master_key_previous", None,
                                     "comma-separated older master keys, readable until `gateway keys rotate`"),
@@ -42,6 +44,20 @@ CORE_SETTINGS: dict[str, tuple[str, str | None, str]] = {
                              "seconds an idle connection, or one still sending its request head, is kept"),
     "GATEWAY_BODY_TIMEOUT": ("body_timeout", "30", "seconds a request may take to send its body"),
 }
+
+
+def public_dsn(database: str) -> str:
+    """``GATEWAY_DATABASE`` as it may be shown: a URL's password replaced by ``***``."""
+    if "://" not in database:
+        return database
+    parts = urlsplit(database)
+    if parts.password is None:
+        return database
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{f'[{host}]' if ':' in host else host}"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _is_secret(name: str) -> bool:
@@ -175,7 +191,7 @@ class Config:
     def redacted(self) -> dict[str, Any]:
         """The effective configuration with every secret replaced by ``***``."""
         out: dict[str, Any] = {
-            "listen": f"{self.listen_host}:{self.listen_port}", "database": self.database,
+            "listen": f"{self.listen_host}:{self.listen_port}", "database": public_dsn(self.database),
             "master_key": "***" if self.master_key else None,
             "master_key_previous": "***" if self.master_key_previous else None,
             "admin_tokens": [f"{t}:***" if t else "***" for t in self.admin_tokens.values()],

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -25,6 +26,7 @@ from .errors import BadRequest, NotFound
 from .events import CallEvent, CallState
 from .models import Connection, SinkBinding, Tenant, TelephonyUser
 from .privacy import Subject, rights
+from .reconcile import ReconcileStatus, ReconcileView
 from .sources import ConnectionHealth, OriginateResult
 from .store import PluginStorage
 from .store.common import ms_to_dt
@@ -36,6 +38,11 @@ log = logging.getLogger("gateway")
 
 #: How long a source may take to report a connection's health before it counts as unknown.
 HEALTH_TIMEOUT = 5.0
+
+
+def _digest(text: str) -> str:
+    """A lease name for a call: lease names are stored as they are, call keys may hold ids."""
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def _foreign(conn: Connection, plugin: str) -> Connection:
@@ -151,6 +158,16 @@ class Connections:
         ids = [c.id for c in await self._gw.tenancy.connections(tenant)]
         return {cid: ms_to_dt(at) for cid, at in (await self._gw.activity.last(tenant, ids)).items()}
 
+    async def reconciliations(self, tenant: str) -> dict[str, ReconcileStatus]:
+        """How each of the tenant's connections last compared with its telephone system's call
+        list (last success, failing), by connection id; those whose system has none are left out."""
+        out = {}
+        for conn in await self._gw.tenancy.connections(tenant):
+            status = await self._gw.reconciliation.status(conn)
+            if status is not None:
+                out[conn.id] = status
+        return out
+
     async def health(self, connection_id: str) -> ConnectionHealth:
         """The connection's health as its source reports it (``Source.health``); ``unknown``
         when its plugin is not loaded, or the report fails or takes too long."""
@@ -241,10 +258,17 @@ class Calls:
         same transaction as, or an earlier one than, the events stored after it, so a crash
         never keeps events without the state that explains them. A ``None`` value deletes it.
         The state is a call record: purged with the call records after the retention period.
+
+        When several gateway processes serve one store (replicas), two webhooks of one call may
+        reach two of them: the call is then also held across processes (a lease in the store),
+        and the changed state is committed before it is let go.
         """
         full = f"{connection.id}|{key}"
         storage = self._storage(connection.tenant)
-        async with self._gw.locks.hold(f"{self._plugin}\x1fcall\x1f{full}"):
+        shared = self._gw.store.fleet is not None
+        async with self._gw.locks.hold(f"{self._plugin}\x1fcall\x1f{full}"), contextlib.AsyncExitStack() as held:
+            if shared:
+                await held.enter_async_context(storage.lease(f"call:{_digest(full)}", ttl=30.0, wait=30.0))
             loaded = await storage.get(self.KIND, full)
             memory = CallMemory(loaded, _loaded=loaded)
             yield memory
@@ -254,7 +278,7 @@ class Calls:
                 await storage.delete(self.KIND, full)
                 return
             await storage.put(self.KIND, full, memory.value, index=memory.index, call_record=True,
-                              phones=tuple(memory.phones), wait=False)
+                              phones=tuple(memory.phones), wait=shared)
 
     async def get(self, connection: Connection, key: str) -> Any:
         """A call's state without holding the call (for background work), ``None`` if none."""
@@ -397,6 +421,7 @@ class PluginContext:
         self.clicktocall = ClickToCallView(name, gw)
         self.deliveries = Deliveries(name, gw)
         self.subjects = SubjectRights(name, gw)
+        self.reconcile = ReconcileView(name, gw)
 
     @property
     def settings(self) -> Any:

@@ -53,6 +53,21 @@ JOURNAL_UNINTERPRETABLE = Counter("gateway_journal_uninterpretable_total",
                                   "Acknowledged webhooks the source could no longer interpret", ["plugin"],
                                   registry=REGISTRY)
 
+RECONCILED = Counter("gateway_reconciled_calls_total",
+                     "Calls written by reconciliation (listed by the telephone system, never received)",
+                     ["plugin"], registry=REGISTRY)
+RECONCILIATIONS = Counter("gateway_reconciliations_total", "Reconciliation runs by plugin and outcome",
+                          ["plugin", "outcome"], registry=REGISTRY)
+# Per plugin, not per connection: connection ids are unbounded. The oldest last success
+# across a plugin's connections is what an alert needs (one stuck connection shows); which
+# one it is, the admin API and the CRM app's status page say.
+RECONCILE_OLDEST = Gauge("gateway_reconcile_oldest_success_timestamp_seconds",
+                         "Oldest last successful reconciliation among a plugin's connections (Unix time)",
+                         ["plugin"], registry=REGISTRY)
+RECONCILE_FAILING = Gauge("gateway_reconcile_failing_connections",
+                          "Connections whose last reconciliation failed (retried with back-off)", ["plugin"],
+                          registry=REGISTRY)
+
 _NAMED = {"webhook_reactivated": WEBHOOK_REACTIVATIONS, "insecure_webhook": INSECURE,
           "ignored_notification": IGNORED}
 

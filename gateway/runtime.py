@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import secrets
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -20,7 +22,7 @@ from .audit import AuditLog
 from .clicktocall import ClickToCall
 from .config import Config
 from .context import PluginContext
-from .delivery import RESCAN_INTERVAL, DeadLetters, Dispatcher
+from .delivery import RESCAN_INTERVAL, DeadLetters, Dispatcher, SharedDispatcher
 from .detached import Detached
 from .directory import Directory
 from .errors import GatewayError, PluginError
@@ -30,6 +32,7 @@ from .journal import Interpreter
 from .locks import KeyedLocks
 from .models import Connection
 from .plugins import PluginHost, PluginInfo, Registry
+from .reconcile import Reconciliation
 from .retention import RETENTION_INTERVAL, Retention
 from .sinks import Delivery, Sink
 from .sources import Source
@@ -78,10 +81,16 @@ class Gateway:
         self.ingest.interpreter = self.tenancy.interpreter = self.interpreter
         self.clicktocall = ClickToCall(self.store, self.directory, self.sources, self.contexts)
         self.retention = Retention(self.store, self.audit, self.host, config.retention_days)
+        self.reconciliation = Reconciliation(self)
         self.contexts.update({info.name: PluginContext(info.name, self) for info in plugins})
-        self.dispatcher = Dispatcher(self.store.events, self.sinks, self.store.sinks.binding, self._deliver,
-                                     concurrency=config.delivery_concurrency, horizon=config.delivery_horizon,
-                                     retry_base=config.retry_base, retry_cap=config.retry_cap)
+        fleet = self.store.fleet
+        # one process (SQLite) delivers everything; processes sharing a store, the lanes they hold
+        self.dispatcher = (Dispatcher if fleet is None else functools.partial(SharedDispatcher, fleet=fleet))(
+            self.store.events, self.sinks, self.store.sinks.binding, self._deliver,
+            concurrency=config.delivery_concurrency, horizon=config.delivery_horizon,
+            retry_base=config.retry_base, retry_cap=config.retry_cap)
+        #: names this process in the leases of fleet-wide jobs
+        self.process_id = secrets.token_hex(8)
         self.deadletters = DeadLetters(self.store.events, self.dispatcher)
         self.activity = WebhookActivity(self.store.connections)
         self._http: aiohttp.ClientSession | None = None
@@ -116,14 +125,18 @@ class Gateway:
             raise PluginError(f"plugin {started.failed[0]!r} failed to start")
         if deliver:
             await self.dispatcher.start()
-            await self.interpreter.start()  # after the dispatcher: it hands it the deliveries
+            # Journaling (acknowledge first, interpret right after) needs one interpreter taking
+            # webhooks in arrival order: a store that several replicas serve interprets each
+            # webhook before acknowledging it instead, in the replica that received it.
+            if self.store.fleet is None:
+                await self.interpreter.start()  # after the dispatcher: it hands it the deliveries
         # every process that takes webhooks writes when it last took one per connection
-        self._every("webhook-activity", ACTIVITY_FLUSH_INTERVAL, self.activity.flush)
+        self._every("webhook-activity", ACTIVITY_FLUSH_INTERVAL, self.activity.flush, fleet_once=False)
         if background:
             for task in self.registry.tasks:
                 self._every(task.name, task.interval, functools.partial(task.func, self.contexts[task.plugin]))
             self._every("retention", RETENTION_INTERVAL, self.retention.purge_now)
-            self._every("audit", AUDIT_FLUSH_INTERVAL, self.store.audit.flush)
+            self._every("audit", AUDIT_FLUSH_INTERVAL, self.store.audit.flush, fleet_once=False)
             self._every("audit-head", AUDIT_HEAD_INTERVAL, self.audit.log_head)
             await self.audit.log_head()
             if deliver:
@@ -155,11 +168,21 @@ class Gateway:
             await self.store.close()
             self.started = False
 
-    def _every(self, name: str, interval: float, func: Callable[[], Awaitable[Any]]) -> None:
+    def _every(self, name: str, interval: float, func: Callable[[], Awaitable[Any]], *,
+                fleet_once: bool = True) -> None:
+        """Run ``func`` every ``interval`` seconds. On a store several processes serve, a
+        ``fleet_once`` job runs once per interval across all of them: each process wakes at
+        the same wall-clock ticks and only the one that takes the job's lease for the tick
+        runs it (a process that died simply does not take the next one)."""
+        shared = fleet_once and self.store.fleet is not None
+
         async def loop() -> None:
             while True:
-                await asyncio.sleep(interval)
+                await asyncio.sleep(interval - time.time() % interval if shared else interval)
                 try:
+                    if shared and not await self.store.leases.acquire(
+                            f"\x1fjob\x1f{name}", self.process_id, interval * 0.8):
+                        continue
                     await func()
                 except asyncio.CancelledError:
                     raise

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -15,6 +15,7 @@ from .models import Connection
 if TYPE_CHECKING:
     from .context import PluginContext
     from .models import TelephonyUser
+    from .reconcile import ReconcileResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +23,9 @@ class WebhookRequest:
     """What the core hands a source for one webhook: raw bytes and headers, nothing parsed.
 
     ``headers`` is case-insensitive. ``received_at`` is the arrival time (UTC), to be used
-    as the event time where the provider sends none.
+    as the event time where the provider sends none. ``checked``: the request passed the
+    source's :meth:`Source.check` before it was journaled, so ``receive`` may skip what ``check``
+    did (the signature was verified against the secret of that moment).
     """
 
     body: bytes
@@ -30,6 +33,7 @@ class WebhookRequest:
     content_type: str
     received_at: datetime
     query: Mapping[str, str]
+    checked: bool = False
 
 
 class Source:
@@ -87,6 +91,16 @@ class Source:
         """
         raise NotImplementedError
 
+    def order_key(self, connection: Connection, request: WebhookRequest) -> str | None:
+        """For a :attr:`deferred` source: the call a journaled request belongs to, read from
+        the request alone (no state, no I/O; it has passed :meth:`check`). Requests with the
+        same key are interpreted in arrival order; requests of one connection with different
+        keys may be interpreted at the same time, so two requests whose :meth:`receive` touch
+        the same state must share a key. ``None`` (the default): interpreted after every
+        earlier request of its connection and before every later one.
+        """
+        return None
+
     async def resolve_recording(
         self, ctx: PluginContext, connection: Connection, ref: RecordingRef
     ) -> str | None:
@@ -108,6 +122,18 @@ class Source:
         default: this telephone system cannot place calls.
         """
         raise BadRequest("this telephone system cannot place calls")
+
+    async def reconcile(self, ctx: PluginContext, connection: Connection, since: datetime, until: datetime,
+                        progress: Callable[[str], None]) -> ReconcileResult:
+        """Optional: compare the calls the telephone system lists for ``[since, until)`` with
+        those the gateway received, and write the missing ones (``ctx.ingest``, events marked
+        ``extra["reconciled"] = True``). The core decides when and which window (see
+        :mod:`gateway.reconcile`); ``ctx.reconcile`` has the shared parts (the gate against
+        webhooks, matching helpers). ``progress`` takes short data-free lines for the CLI.
+        Raise on failure (a ``RetryableError`` with ``retry_after`` when the vendor asked to
+        wait): the core retries with back-off. Not implemented: the source has no call list.
+        """
+        raise NotImplementedError
 
     async def health(self, ctx: PluginContext, connection: Connection) -> ConnectionHealth:
         """Whether the connection's events can arrive, for a CRM's status page: from what the

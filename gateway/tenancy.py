@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .audit import AuditLog
+from . import reconcile
 from .errors import BadRequest, Conflict, NotFound
 from .events import forget_numbers
 from .models import Connection, SinkBinding, Tenant
@@ -150,6 +151,8 @@ class Tenancy:
         draft = Connection(self._store.connections.new_id(), tenant, plugin, dict(settings))
         stored = await source.connect(self._contexts[plugin], draft)
         created = await self._store.connections.add(Connection(draft.id, tenant, plugin, dict(stored)))
+        if reconcile.can_reconcile(source):
+            await reconcile.begin(self._store, created)  # its calls are reconcilable from now on
         await self._audit.record("connection.created", tenant=tenant, connection=created.id, plugin=plugin)
         return created
 
@@ -157,6 +160,8 @@ class Tenancy:
         """Undo the connection at its vendor (best effort), then delete it with its users."""
         conn = await self.connection(connection_id)
         await self._disconnect_at_vendor(conn)
+        if reconcile.can_reconcile(self._sources.get(conn.plugin)):
+            await reconcile.forget(self._store, conn)
         await self._store.connections.delete(connection_id)
         await self._audit.record("connection.removed", tenant=conn.tenant, connection=conn.id,
                                  plugin=conn.plugin)

@@ -146,9 +146,23 @@ class Harness:
             await self.settled()
         return resp
 
+    async def stored_events(self) -> int:
+        """How many call events the store holds (for "this stored nothing" checks)."""
+        rows = await self.gw.store.subjects.held_counts(0, 2**62)
+        return sum(int(row["events"]) for row in rows)
+
     async def settled(self) -> None:
         """Wait until every acknowledged webhook was interpreted."""
         await self.gw.interpreter.drain()
+
+    async def delivered(self, timeout: float = 5.0) -> list[CallEvent]:
+        """Wait until the delivery queue is empty; every event the recorder got so far."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.gw.dispatcher.depth and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)  # a delivery handed over just now finishes
+        return self.recorder.events
 
 
 HarnessFactory = Callable[..., Awaitable[Harness]]

@@ -165,3 +165,69 @@ async def test_the_check_comes_before_the_journal(demo: Harness, secret: str, st
     assert resp.status == status
     await demo.settled()
     assert (await demo.gw.store.db.all("SELECT COUNT(*) FROM events"))[0][0] == (1 if status == 200 else 0)
+
+
+class Keyed(Source):
+    """A deferred source whose requests name their call (``order_key``), or none ("barrier")."""
+
+    name = "keyed"
+    content_types = frozenset({"application/json"})
+    deferred = True
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, int]] = []
+        self.running: set[int] = set()
+        self.most_at_once = 0
+        self.alone: dict[int, bool] = {}
+
+    async def check(self, ctx: PluginContext, connection: Connection, request: WebhookRequest) -> None:
+        orjson.loads(request.body)
+
+    def order_key(self, connection: Connection, request: WebhookRequest) -> str | None:
+        call = orjson.loads(request.body)["call"]
+        return None if call == "barrier" else str(call)
+
+    async def receive(self, ctx: PluginContext, connection: Connection,
+                      request: WebhookRequest) -> Sequence[CallEvent]:
+        n = orjson.loads(request.body)["n"]
+        self.alone[n] = not self.running
+        self.running.add(n)
+        self.most_at_once = max(self.most_at_once, len(self.running))
+        self.log.append(("start", n))
+        await asyncio.sleep((n * 7 % 5) / 1000)  # uneven, so a later request could overtake
+        self.log.append(("end", n))
+        self.running.discard(n)
+        return []
+
+
+async def test_requests_of_one_call_stay_in_order_and_other_calls_run_meanwhile(gateway_harness: Any) -> None:
+    source = Keyed()
+
+    class Plugin:
+        @hookimpl
+        def register_sources(self, register: Any) -> None:
+            register(source)
+
+    h = await gateway_harness(plugins=[("keyed", Plugin())])
+    await h.create_tenant("acme")
+    conn = await h.gw.tenancy.connection((await h.connect("acme", "keyed"))["id"])
+    await h.gw.interpreter.stop(grace=0)
+    calls = ["a", "b", "c", "a", "b", "barrier", "c", "a", "b", "a", "c", "barrier", "b", "a"]
+    for n, call in enumerate(calls):
+        raw = orjson.dumps({"n": n, "call": call})
+        await h.gw.store.journal.append(conn, raw, (("Content-Type", "application/json"),), "application/json",
+                                        (), 1_700_000_000_000 + n)
+    await h.gw.interpreter.start()
+    await h.gw.interpreter.drain()
+
+    start = {n: i for i, (what, n) in enumerate(source.log) if what == "start"}
+    end = {n: i for i, (what, n) in enumerate(source.log) if what == "end"}
+    assert len(start) == len(calls)
+    for call in set(calls) - {"barrier"}:  # one call: each request starts after the one before ended
+        ns = [n for n, c in enumerate(calls) if c == call]
+        assert all(end[a] < start[b] for a, b in zip(ns, ns[1:])), call
+    for b in (n for n, c in enumerate(calls) if c == "barrier"):  # no key: alone, between before and after
+        assert source.alone[b]
+        assert all(end[a] < start[b] for a in range(b)) and all(end[b] < start[z] for z in range(b + 1, len(calls)))
+    assert source.most_at_once > 1  # different calls were interpreted at the same time
+    assert await journal_rows(h) == 0

@@ -130,3 +130,4 @@ async def test_health_and_readiness(demo):
     assert resp.status == 200
     body = await resp.json()
     assert body["store"] is True and "demo" in body["plugins"]
+    assert body["database"]["backend"] == "sqlite" and body["database"]["reachable"] is True

@@ -2,5 +2,6 @@
 
 from .deadletters import DeadLetters
 from .dispatcher import RESCAN_INTERVAL, Dispatcher
+from .shared import SharedDispatcher
 
-__all__ = ["RESCAN_INTERVAL", "DeadLetters", "Dispatcher"]
+__all__ = ["RESCAN_INTERVAL", "DeadLetters", "Dispatcher", "SharedDispatcher"]

@@ -23,7 +23,7 @@ from ..models import SinkBinding
 from ..sinks import Delivery, Sink
 from ..store.records import PendingDelivery
 from .backoff import next_delay
-from .ratelimit import RateLimiter
+from .ratelimit import Limiter, RateLimiter
 
 if TYPE_CHECKING:
     from ..store.protocols import Events as EventQueue
@@ -76,7 +76,7 @@ class Dispatcher:
 
     def __init__(self, queue: EventQueue, sinks: Mapping[str, Sink], bindings: Bindings,
                  deliver: Deliver, *, concurrency: int, horizon: float,
-                 retry_base: float, retry_cap: float) -> None:
+                 retry_base: float, retry_cap: float, limiter: Limiter | None = None) -> None:
         self.queue = queue
         self.sinks = sinks
         self.bindings = bindings
@@ -85,7 +85,7 @@ class Dispatcher:
         self.retry_base = retry_base
         self.retry_cap = retry_cap
         self._sem = asyncio.Semaphore(concurrency)
-        self._limiter = RateLimiter()
+        self._limiter: Limiter = limiter or RateLimiter()
         self._lanes: dict[tuple[str, str], deque[PendingDelivery]] = {}
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._windows: dict[tuple[str, str], _Window] = {}

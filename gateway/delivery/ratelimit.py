@@ -1,11 +1,24 @@
-"""Token buckets per destination, so one slow portal never delays the others."""
+"""Token buckets per destination, so one slow portal never delays the others.
+
+One process (SQLite) keeps its buckets in memory; processes sharing a store (PostgreSQL)
+take from the fleet's budgets in the database, so a portal's limit holds for all of them.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING, Protocol
 
 from ..sinks import RateLimit
+
+if TYPE_CHECKING:
+    from ..store.protocols import Fleet
+
+
+class Limiter(Protocol):
+    async def acquire(self, sink: str, destination: str, limit: RateLimit | None) -> bool:
+        """Wait for the right to make one request to ``destination``; ``True`` if that meant waiting."""
 
 
 class TokenBucket:
@@ -47,3 +60,19 @@ class RateLimiter:
         if bucket is None:
             bucket = self._buckets[key] = TokenBucket(limit)
         return await bucket.acquire()
+
+
+class SharedRateLimiter:
+    """One budget per (sink, destination) for every process on the store: each request
+    reserves its slot with one short statement, then waits until the slot comes."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self._fleet = fleet
+
+    async def acquire(self, sink: str, destination: str, limit: RateLimit | None) -> bool:
+        if limit is None:
+            return False
+        wait = await self._fleet.reserve(f"{sink}\x1f{destination}", limit.rate, limit.burst)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return wait > 0

@@ -96,6 +96,8 @@ async def erase(gw: Gateway, tenant: str, subject: Subject) -> dict[str, Any]:
     and whatever each plugin holds about them."""
     await _tenant(gw, tenant)
     await gw.interpreter.drain()  # a webhook about the person acknowledged a moment ago goes too
+    # first: a reconciliation would see the erased calls as missing and write them again
+    await gw.reconciliation.erased(tenant)
     users = await _users(gw, tenant, subject)
     phone = subject.value if subject.kind == "phone" else None
     counts: dict[str, Any] = await gw.store.subjects.delete_events(tenant, phone, [u[1] for u in users])

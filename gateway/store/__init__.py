@@ -11,6 +11,7 @@ from typing import Any
 from . import protocols
 from .crypto import DecryptError, MasterKeyring, generate_master_key
 from .records import DeadLetter, PendingDelivery
+from .postgres import PostgresStore, is_postgres
 from .sqlite import SQLiteStore
 
 #: What the core codes against: any backend implementing the store protocols.
@@ -18,7 +19,10 @@ Store = protocols.Store
 
 
 def open_store(database: str, keyring: MasterKeyring) -> Store:
-    """The backend for ``GATEWAY_DATABASE``: a path is the embedded SQLite store."""
+    """The backend for ``GATEWAY_DATABASE``: a ``postgresql://`` URL is the PostgreSQL store
+    (several gateway processes may serve it), a path the embedded SQLite store."""
+    if is_postgres(database):
+        return PostgresStore(database, keyring)
     return SQLiteStore(database, keyring)
 
 

@@ -443,6 +443,52 @@ class Journal(Protocol):
         """How many entries wait."""
 
 
+class Fleet(Protocol):
+    """What the processes serving one store together share (a store that only one process
+    serves has none): who delivers which lane, and the rate budgets of destinations.
+
+    A lane is ``(sink, call key)``: the deliveries of one call to one sink, which go out one
+    after the other, so one process at a time holds it. A process that dies loses its lanes
+    when their leases expire (after ``ttl`` seconds without renewal).
+    """
+
+    @property
+    def ttl(self) -> float:
+        """Seconds a lane lease lasts without renewal."""
+
+    def holds(self, lane: tuple[str, str]) -> bool:
+        """Whether this process surely holds ``lane`` now (from memory, with a safety margin)."""
+
+    async def acquire(self, lanes: Sequence[tuple[str, str]]) -> builtins.list[tuple[str, str]]:
+        """Take those of ``lanes`` that no other process holds (skipping any another process
+        is changing this moment); return those this process now holds."""
+
+    async def claim(self, limit: int, full: Iterable[tuple[str, str]] = ()) -> builtins.list[tuple[str, str, str]]:
+        """Take over up to ``limit`` lanes nobody holds, except those of the ``(sink, tenant)``
+        pairs in ``full``; return them as ``(sink, call key, tenant)``."""
+
+    async def next(self, lane: tuple[str, str]) -> PendingDelivery | None:
+        """The lane's first pending delivery (event not attached); ``None`` when none is left,
+        in which case the lane was handed back (atomically: a delivery queued on it by another
+        process meanwhile is either returned or lets that process take the lane)."""
+
+    async def renew(self) -> int:
+        """Extend the leases of this process's lanes; return how many."""
+
+    async def drop(self, lanes: Iterable[tuple[str, str]]) -> None:
+        """Hand these lanes back without looking at their deliveries."""
+
+    async def release_all(self) -> None:
+        """Hand every lane of this process back (a clean shutdown)."""
+
+    async def reserve(self, bucket: str, rate: float, burst: int) -> float:
+        """Take one request from the shared budget ``bucket`` (``rate`` per second, bursts of
+        ``burst``); return the seconds to wait before making it."""
+
+    async def sweep_buckets(self, idle: float = 3600.0) -> int:
+        """Forget budgets unused for ``idle`` seconds; return how many."""
+
+
 class Store(Protocol):
     """A whole store: its parts, and its lifecycle."""
 
@@ -469,6 +515,9 @@ class Store(Protocol):
     def clicktocall(self) -> ClickToCall: ...
     @property
     def journal(self) -> Journal: ...
+    @property
+    def fleet(self) -> Fleet | None:
+        """``None`` when one process serves the store (SQLite): it delivers everything."""
 
     @property
     def path(self) -> str:
@@ -495,8 +544,9 @@ class Store(Protocol):
         (SQLite: the WAL is moved into the main file and truncated)."""
 
     def claim_serving(self) -> None:
-        """Become the one process that delivers this store's queue and runs its background
-        work. Raises :class:`~gateway.errors.StoreError` when another process serves it."""
+        """Become a process that delivers this store's queue and runs its background work.
+        A store without a :attr:`fleet` allows one: it raises
+        :class:`~gateway.errors.StoreError` when another process serves it."""
 
     def file_paths(self) -> list[str]:
         """The files that hold the data on this machine (scans, backups); ``[]`` for a server."""

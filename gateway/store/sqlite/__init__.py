@@ -26,6 +26,9 @@ from .users import SQLiteUsers
 class SQLiteStore:
     """The store on one SQLite database (a file, or ``:memory:`` for nothing durable)."""
 
+    #: one process serves a SQLite store (see :meth:`claim_serving`): nothing to share
+    fleet = None
+
     def __init__(self, path: str, keyring: MasterKeyring) -> None:
         self.path = path
         self.keyring = keyring

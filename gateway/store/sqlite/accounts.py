@@ -7,11 +7,10 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
 from ...errors import NotFound
 from ...models import Connection, SinkBinding
-from ..common import dumps, ms_to_dt, now_ms
+from ..common import ms_to_dt, now_ms
+from ..sealed import open_settings, seal_settings
 from .database import SQLiteDatabase
 
 _COLUMNS = "id, tenant, plugin, settings, status, status_reason, created_at"
@@ -30,7 +29,7 @@ class SQLiteConnections:
 
     async def add(self, connection: Connection) -> Connection:
         keys = await self._db.keys(connection.tenant)
-        sealed = keys.encrypt("connections", "settings", connection.id, dumps(connection.settings))
+        sealed = seal_settings(keys, "connections", connection.id, connection.settings)
         created = now_ms()
 
         def job(conn: sqlite3.Connection) -> None:
@@ -57,7 +56,7 @@ class SQLiteConnections:
 
     async def _from_row(self, row: Any) -> Connection:
         keys = await self._db.keys(row[1])
-        settings = orjson.loads(keys.decrypt("connections", "settings", row[0], row[3]))
+        settings = open_settings(keys, "connections", row[0], row[3])
         return Connection(row[0], row[1], row[2], settings, row[4], row[5], ms_to_dt(row[6]))
 
     async def list(self, tenant: str | None = None, plugin: str | None = None) -> list[Connection]:
@@ -82,7 +81,7 @@ class SQLiteConnections:
         new_settings = current.settings if settings is None else dict(settings)
         new_status = current.status if status is None else status
         new_reason = reason if status is not None else current.status_reason
-        sealed = keys.encrypt("connections", "settings", connection_id, dumps(new_settings))
+        sealed = seal_settings(keys, "connections", connection_id, new_settings)
 
         def job(conn: sqlite3.Connection) -> None:
             conn.execute("UPDATE connections SET settings=?, status=?, status_reason=? WHERE id=?",
@@ -132,7 +131,7 @@ class SQLiteSinks:
 
     async def bind(self, tenant: str, plugin: str, settings: dict[str, Any]) -> SinkBinding:
         keys = await self._db.keys(tenant)
-        sealed = keys.encrypt("sinks", "settings", plugin, dumps(settings))
+        sealed = seal_settings(keys, "sinks", plugin, settings)
         created = now_ms()
 
         def job(conn: sqlite3.Connection) -> None:
@@ -159,7 +158,7 @@ class SQLiteSinks:
             return cached
         keys = await self._db.keys(tenant)
         rows = await self._db.all("SELECT plugin, settings FROM sinks WHERE tenant=? ORDER BY plugin", (tenant,))
-        bindings = [SinkBinding(tenant, p, orjson.loads(keys.decrypt("sinks", "settings", p, s)))
+        bindings = [SinkBinding(tenant, p, open_settings(keys, "sinks", p, s))
                     for p, s in rows]
         self._cache[tenant] = bindings
         return bindings

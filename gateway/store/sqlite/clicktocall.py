@@ -4,38 +4,18 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
-from typing import Any
-
-import orjson
 
 from ...errors import Conflict, NotFound
-from ..common import dumps, now_ms, phone_key
-from ..crypto import TenantKeys
+from ..common import now_ms, phone_key
 from ..protocols import ClickToCallRow
+from ..sealed import call_key as _call_key
+from ..sealed import match_key as _match_key
+from ..sealed import open_clicktocall as _row
+from ..sealed import provider_key as _provider_key
+from ..sealed import seal_call_row, seal_provider_call
 from .database import SQLiteDatabase
 
 _COLUMNS = "call_key, sink, data, provider_call, state, created_at, updated_at"
-
-
-def _call_key(keys: TenantKeys, crm_call_id: str) -> str:
-    return keys.blind_index("clicktocall", crm_call_id)
-
-
-def _provider_key(keys: TenantKeys, connection_id: str, call_id: str) -> str:
-    return keys.blind_index("clicktocall-call", f"{connection_id}\x1f{call_id}")
-
-
-def _match_key(keys: TenantKeys, connection_id: str, user_id: str, number: str) -> str:
-    return keys.blind_index("clicktocall-match", f"{connection_id}\x1f{user_id}\x1f{number}")
-
-
-def _row(keys: TenantKeys, r: Any) -> ClickToCallRow:
-    """A ``_COLUMNS`` row, opened."""
-    data = orjson.loads(keys.decrypt("clicktocall", "data", r[0], r[2]))
-    provider = keys.decrypt("clicktocall", "provider_call", r[0], r[3]).decode() if r[3] else None
-    return ClickToCallRow(crm_call_id=data["crm_call_id"], sink=r[1], connection_id=data["connection_id"],
-                          user_id=data["user_id"], number=data["number"], provider_call_id=provider,
-                          state=r[4], created_at=r[5], updated_at=r[6])
 
 
 class SQLiteClickToCall:
@@ -47,13 +27,8 @@ class SQLiteClickToCall:
     async def add(self, tenant: str, crm_call_id: str, *, sink: str, connection_id: str,
                   user_id: str, number: str, provider_call_id: str | None = None) -> None:
         keys = await self._db.keys(tenant)
-        ckey = _call_key(keys, crm_call_id)
-        data = keys.encrypt("clicktocall", "data", ckey, dumps({
-            "crm_call_id": crm_call_id, "connection_id": connection_id, "user_id": user_id, "number": number}))
-        provider, pkey = None, None
-        if provider_call_id is not None:
-            provider = keys.encrypt("clicktocall", "provider_call", ckey, provider_call_id.encode())
-            pkey = _provider_key(keys, connection_id, provider_call_id)
+        ckey, data, provider, pkey, mkey, phone = seal_call_row(keys, crm_call_id, connection_id, user_id,
+                                                                number, provider_call_id)
         at = now_ms()
 
         def job(conn: sqlite3.Connection) -> int:
@@ -61,8 +36,7 @@ class SQLiteClickToCall:
                 "INSERT INTO clicktocall (tenant, call_key, sink, data, provider_call, provider_key, match_key, "
                 "phone_key, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?) "
                 "ON CONFLICT (tenant, call_key) DO NOTHING",
-                (tenant, ckey, sink, data, provider, pkey, _match_key(keys, connection_id, user_id, number),
-                 phone_key(keys, number), at, at)).rowcount
+                (tenant, ckey, sink, data, provider, pkey, mkey, phone, at, at)).rowcount
         if not await self._db.w.submit(job):
             raise Conflict("this CRM call is there already")
 
@@ -91,7 +65,7 @@ class SQLiteClickToCall:
         keys = await self._db.keys(tenant)
         ckey = _call_key(keys, crm_call_id)
         pkey = _provider_key(keys, connection_id, call_id)
-        sealed = keys.encrypt("clicktocall", "provider_call", ckey, call_id.encode())
+        sealed = seal_provider_call(keys, ckey, call_id)
 
         def job(conn: sqlite3.Connection) -> None:
             if conn.execute("UPDATE clicktocall SET provider_call=?, provider_key=?, state='adopted', updated_at=? "

@@ -12,7 +12,7 @@ import fcntl
 import logging
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -166,11 +166,20 @@ class SQLiteDatabase:
         under load costs a whole event-loop iteration. Anything that scans uses ``one`` or
         ``all`` so it never stalls the loop.
         """
+        return self._inline(sql, args, sqlite3.Cursor.fetchone)
+
+    def lookup_all(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
+        """The rows of one index entry, read inline like :meth:`lookup` (an equality match on
+        an index, a handful of rows: not a scan)."""
+        rows: list[Any] = self._inline(sql, args, sqlite3.Cursor.fetchall)
+        return rows
+
+    def _inline(self, sql: str, args: Iterable[Any], fetch: Callable[[sqlite3.Cursor], Any]) -> Any:
         if self._point is None:
             raise StoreError("store is not open")
         cur = self._point.execute(sql, tuple(args))
         try:
-            return cur.fetchone()
+            return fetch(cur)
         finally:
             cur.close()
 

@@ -8,12 +8,12 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
-import orjson
-
 from ...errors import NotFound
 from ...events import CallEvent
 from ...models import Connection
-from ..common import now_ms, phone_key, user_key
+from ..common import now_ms
+from ..sealed import open_event, seal_events
+from ..sealed import pending_delivery as _pending
 from ..records import DeadLetter, PendingDelivery
 from .database import SQLiteDatabase
 
@@ -26,13 +26,6 @@ RestrictedFn = Callable[[sqlite3.Connection, list[str]], set[tuple[str, str]]]
 #: In the writer thread: ``(cutoff_ms, limit, conn)`` deletes up to ``limit`` call records
 #: created before the cutoff and says how many.
 PurgeFn = Callable[[int, int, sqlite3.Connection], int]
-
-
-def _pending(row: Any, event: CallEvent | None = None) -> PendingDelivery:
-    """A ``deliveries`` row joined with its event's dedup key (in the order of ``_PENDING``)."""
-    return PendingDelivery(id=row[0], event_seq=row[1], tenant=row[2], sink=row[3], call_key=row[4],
-                           attempts=row[5], next_at=row[6], received_at=row[7], since=row[8],
-                           dedup_key=row[9], event=event)
 
 
 def _high_water(conn: sqlite3.Connection, table: str, column: str) -> int:
@@ -77,15 +70,7 @@ class SQLiteEvents:
         if not events:
             return
         keys = await self._db.keys(connection.tenant)
-        rows = []
-        for ev in events:
-            dedup = keys.blind_index("event", f"{connection.id}\x1f{ev.event_id}")
-            call_key = keys.blind_index("call", f"{connection.id}\x1f{ev.call_id}")
-            payload = keys.encrypt("events", "payload", dedup, ev.to_json())
-            rows.append(((connection.tenant, connection.id, dedup, call_key, payload, received_at_ms,
-                          phone_key(keys, ev.remote_number), phone_key(keys, ev.local_number),
-                          user_key(keys, connection.id, ev.local_user) if ev.local_user else None), ev))
-        await self._db.w.submit_ingest(rows)
+        await self._db.w.submit_ingest(seal_events(keys, connection, events, received_at_ms))
 
     def insert_batch(self, conn: sqlite3.Connection, rows: list[Any]) -> list[PendingDelivery]:
         """In the writer thread: insert events (duplicates ignored), queue their deliveries.
@@ -128,7 +113,7 @@ class SQLiteEvents:
         if row is None or not row[1]:
             return None
         keys = await self._db.keys(tenant)
-        return CallEvent.from_dict(orjson.loads(keys.decrypt("events", "payload", row[0], row[1])))
+        return open_event(keys, row[0], row[1])
 
     async def pending(self, *, per_group: int) -> list[PendingDelivery]:
         """Pending deliveries in id order, only the first ``per_group`` of each (tenant, sink),

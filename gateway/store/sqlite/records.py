@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-import orjson
-
-from ..common import dumps, now_ms, phone_key
-from ..crypto import TenantKeys
-from .database import SQLiteDatabase, log
+from ..common import phone_key
+from ..queued import QueuedRecords
+from ..sealed import index_key
+from ..sealed import open_record as _open
+from ..sealed import record_key as _record_key
+from .database import SQLiteDatabase
 
 _PUT = ("INSERT INTO records (tenant, plugin, kind, record_key, data, index_key, call_record, created_at) "
         "VALUES {rows} ON CONFLICT (tenant, plugin, kind, record_key) DO UPDATE SET "
@@ -21,15 +21,6 @@ _PARAMETERS = 800  # bound parameters of one statement, with room for one more r
 
 #: (tenant, plugin, kind, record key): a record's identity in SQL
 RecordId = tuple[str, str, str, str]
-
-
-def _record_key(keys: TenantKeys, plugin: str, kind: str, key: str) -> str:
-    return keys.blind_index(f"record\x1f{plugin}\x1f{kind}", key)
-
-
-def _open(keys: TenantKeys, plugin: str, kind: str, rkey: str, blob: bytes) -> tuple[str, Any]:
-    d = orjson.loads(keys.decrypt("records", "data", f"{plugin}\x1f{kind}\x1f{rkey}", blob))
-    return d["key"], d["data"]
 
 
 def _replace_phones(conn: sqlite3.Connection, latest: dict[RecordId, frozenset[str]]) -> None:
@@ -62,32 +53,13 @@ class SQLiteRecords:
 
     def __init__(self, db: SQLiteDatabase) -> None:
         self._db = db
-        # queued with wait=False, not committed yet: (value, its future, its phone keys)
-        self._unsaved: dict[tuple[str, str, str, str], tuple[Any, asyncio.Future[None], frozenset[str]]] = {}
+        self._queued = QueuedRecords()
 
     async def put(self, tenant: str, plugin: str, kind: str, key: str, value: Any, *,
                   index: str | None = None, call_record: bool = False,
                   phones: Iterable[str] = (), wait: bool = True) -> None:
-        keys = await self._db.keys(tenant)
-        rkey = _record_key(keys, plugin, kind, key)
-        blob = keys.encrypt("records", "data", f"{plugin}\x1f{kind}\x1f{rkey}", dumps({"key": key, "data": value}))
-        ikey = keys.blind_index(f"index\x1f{plugin}\x1f{kind}", index) if index is not None else None
-        pkeys = frozenset(k for k in (phone_key(keys, p) for p in phones) if k)
-        fut = self._db.w.submit_grouped_nowait(
-            self._write, (tenant, plugin, kind, rkey, blob, ikey, int(call_record), now_ms(), pkeys))
-        if wait:
-            await asyncio.shield(fut)
-            return
-        slot = (tenant, plugin, kind, key)
-        self._unsaved[slot] = (value, fut, pkeys)
-
-        def saved(done: asyncio.Future[None]) -> None:
-            if slot in self._unsaved and self._unsaved[slot][1] is done:
-                del self._unsaved[slot]
-            if not done.cancelled() and done.exception() is not None:
-                log.error("queued plugin record failed to save", extra={
-                    "plugin": plugin, "error": type(done.exception()).__name__})
-        fut.add_done_callback(saved)
+        await self._queued.put(self._db.w, self._write, await self._db.keys(tenant), (tenant, plugin, kind, key),
+                               value, index=index, call_record=call_record, phones=phones, wait=wait)
 
     @staticmethod
     def _write(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
@@ -97,9 +69,9 @@ class SQLiteRecords:
         _replace_phones(conn, {row[:4]: row[8] for row in rows})  # the last put of a record wins
 
     async def get(self, tenant: str, plugin: str, kind: str, key: str) -> Any:
-        unsaved = self._unsaved.get((tenant, plugin, kind, key))
-        if unsaved is not None:
-            return unsaved[0]
+        queued, value = self._queued.get((tenant, plugin, kind, key))
+        if queued:
+            return value
         keys = await self._db.keys(tenant)
         rkey = _record_key(keys, plugin, kind, key)
         row = self._db.lookup("SELECT data FROM records WHERE tenant=? AND plugin=? AND kind=? AND record_key=?",
@@ -110,16 +82,16 @@ class SQLiteRecords:
         keys = await self._db.keys(tenant)
         sql = "SELECT record_key, data FROM records WHERE tenant=? AND plugin=? AND kind=?"
         args: list[Any] = [tenant, plugin, kind]
-        if index is not None:
-            sql += " AND index_key=?"
-            args.append(keys.blind_index(f"index\x1f{plugin}\x1f{kind}", index))
-        rows = await self._db.all(sql + " ORDER BY created_at", args)
+        if index is not None:  # one entry of records_index: inline, it is on the webhook path
+            args.append(index_key(keys, plugin, kind, index))
+            rows = self._db.lookup_all(sql + " AND index_key=? ORDER BY created_at", args)
+        else:
+            rows = await self._db.all(sql + " ORDER BY created_at", args)
         return [_open(keys, plugin, kind, r[0], r[1]) for r in rows]
 
     async def delete(self, tenant: str, plugin: str, kind: str, key: str | None = None) -> int:
         keys = await self._db.keys(tenant)
-        for slot in [s for s in self._unsaved if s[:3] == (tenant, plugin, kind) and key in (None, s[3])]:
-            del self._unsaved[slot]
+        self._queued.drop(tenant, plugin, kind, key)
         where, args = "tenant=? AND plugin=? AND kind=?", [tenant, plugin, kind]
         if key is not None:
             where += " AND record_key=?"
@@ -147,8 +119,7 @@ class SQLiteRecords:
         pkey = phone_key(keys, phone)
         if pkey is None:
             return {}
-        for slot in [s for s, v in self._unsaved.items() if s[0] == tenant and pkey in v[2]]:
-            del self._unsaved[slot]  # it commits before the job below, which deletes it
+        self._queued.drop(tenant, phone_key=pkey)  # it commits before the job below, which deletes it
 
         def job(conn: sqlite3.Connection) -> dict[str, int]:
             found: list[RecordId] = [(t, p, k, r) for t, p, k, r in conn.execute(
@@ -179,5 +150,4 @@ class SQLiteRecords:
         return {"records": conn.execute("DELETE FROM records WHERE tenant=?", (tenant,)).rowcount}
 
     def forget(self, tenant: str) -> None:
-        for slot in [s for s in self._unsaved if s[0] == tenant]:
-            del self._unsaved[slot]
+        self._queued.drop(tenant)

@@ -6,12 +6,10 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-import orjson
-
-from ...events import CallEvent
 from ..common import now_ms, phone_key
 from ..crypto import TenantKeys
 from ..protocols import SubjectEvent
+from ..sealed import open_event
 from .database import SQLiteDatabase
 
 
@@ -45,8 +43,7 @@ class SQLiteSubjects:
         rows = await self._db.all(
             f"SELECT seq, received_at, dedup_key, payload FROM events WHERE tenant=? AND ({where}) ORDER BY seq",
             [tenant, *args])
-        return [(r[0], r[1], CallEvent.from_dict(orjson.loads(keys.decrypt("events", "payload", r[2], r[3])))
-                 if r[3] else None) for r in rows]
+        return [(r[0], r[1], open_event(keys, r[2], r[3]) if r[3] else None) for r in rows]
 
     async def delete_events(self, tenant: str, phone: str | None, user_keys: Iterable[str] = ()) -> dict[str, int]:
         """Erase the events (and their deliveries) found by :meth:`events`."""

@@ -6,19 +6,12 @@ import builtins
 import sqlite3
 from collections.abc import Iterable
 
-import orjson
-
 from ...models import Connection, TelephonyUser
-from ..common import dumps, now_ms, user_key
-from ..crypto import TenantKeys
+from ..common import now_ms, user_key
 from ..protocols import UserRow
+from ..sealed import directory_key, seal_user
+from ..sealed import open_user as _user
 from .database import SQLiteDatabase
-
-
-def _user(keys: TenantKeys, connection_id: str, uid: str, blob: bytes, status: str) -> TelephonyUser:
-    d = orjson.loads(keys.decrypt("telephony_users", "data", f"{connection_id}\x1f{uid}", blob))
-    return TelephonyUser(d["user_id"], d.get("name"), d.get("email"), d.get("extension"),
-                         tuple(d.get("numbers") or ()), status)
 
 
 class SQLiteUsers:
@@ -29,12 +22,7 @@ class SQLiteUsers:
 
     async def put(self, connection: Connection, user: TelephonyUser) -> None:
         keys = await self._db.keys(connection.tenant)
-        uid = user_key(keys, connection.id, user.user_id)
-        data = keys.encrypt("telephony_users", "data", f"{connection.id}\x1f{uid}", dumps({
-            "user_id": user.user_id, "name": user.name, "email": user.email,
-            "extension": user.extension, "numbers": list(user.numbers)}))
-        email_key = keys.blind_index("email", user.email.strip().lower()) if user.email else None
-        ext_key = keys.blind_index("extension", str(user.extension)) if user.extension else None
+        uid, data, mail_key, ext_key = seal_user(keys, connection.id, user)
 
         def job(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -42,7 +30,7 @@ class SQLiteUsers:
                 "status, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (connection, user_id_key) "
                 "DO UPDATE SET data=excluded.data, email_key=excluded.email_key, "
                 "extension_key=excluded.extension_key, status=excluded.status, updated_at=excluded.updated_at",
-                (connection.id, uid, connection.tenant, data, email_key, ext_key, user.status, now_ms()))
+                (connection.id, uid, connection.tenant, data, mail_key, ext_key, user.status, now_ms()))
         await self._db.w.submit(job)
 
     async def get(self, connection: Connection, user_id: str) -> TelephonyUser | None:
@@ -62,12 +50,10 @@ class SQLiteUsers:
                    extension: str | None = None) -> builtins.list[tuple[str, TelephonyUser]]:
         """Users of any of the tenant's connections by e-mail or extension: (connection id, user)."""
         keys = await self._db.keys(tenant)
-        if email:
-            column, value = "email_key", keys.blind_index("email", email.strip().lower())
-        elif extension:
-            column, value = "extension_key", keys.blind_index("extension", str(extension))
-        else:
+        found = directory_key(keys, email, extension)
+        if found is None:
             return []
+        column, value = found
         rows = await self._db.all(
             f"SELECT connection, user_id_key, data, status FROM telephony_users WHERE tenant=? AND {column}=?",
             (tenant, value))

@@ -41,8 +41,10 @@ def status(*, failed: bool = True) -> StatusSection:
     hourly = tuple(max(0, 9 - abs(h - 11)) if 7 <= h <= 18 else 0 for h in hours)
     return StatusSection(
         now=NOW,
-        connections=(ConnectionStatus("Placetel", "Placetel · Zentrale", NOW - timedelta(minutes=4)),
-                     ConnectionStatus("Webex", "Webex Calling", NOW - timedelta(hours=2), "ok")),
+        connections=(ConnectionStatus("Placetel", "Placetel · Zentrale", NOW - timedelta(minutes=4),
+                                      reconciled=NOW - timedelta(minutes=9)),
+                     ConnectionStatus("Webex", "Webex Calling", NOW - timedelta(hours=2), "ok",
+                                      reconcile_failing=True)),
         last_24h=CallCounts(61, 1), last_7d=CallCounts(sum(DAILY), sum(DAILY_FAILED)),
         daily=buckets(DAILY, DAILY_FAILED, timedelta(days=1)),
         hourly=buckets(hourly, tuple(1 if h == 11 else 0 for h in hours), timedelta(hours=1)),

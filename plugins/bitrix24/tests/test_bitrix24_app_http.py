@@ -183,6 +183,10 @@ async def test_placetel_is_connected_with_a_key_placetel_accepts(gw: Harness, ve
     assert f'value="{conn.settings["secret"]}"' in page and conn.settings["api_key"] == PLACETEL_KEY
     assert ("PUT", "/subscriptions") in fake.placetel  # Placetel's API subscribed the Notify URL
     assert PLACETEL_KEY not in page
+    assert "compared with the call list" not in page
+    await gw.gw.reconciliation.run(conn)  # the status shows when calls were last looked for
+    _, page, _ = await open_app(gw, base)
+    assert "compared with the call list" in page
 
     disconnect = form_tokens(page)[f"{APP}/placetel/disconnect"]
     resp = await post_form(gw.client, f"{APP}/placetel/disconnect", {"t": disconnect})

@@ -172,6 +172,8 @@ def test_admin_page_shows_what_to_paste_into_placetel_and_the_status() -> None:
     assert 'value="pt-7Q2vX9mL4sK8"' in html
     assert 'role="img"' in html and "ERROR_CORE" in html
     assert "Retry the event received Nov 28, 2026, 11:30 UTC" in html
+    assert "compared with the call list Nov 28, 2026, 14:21 UTC" in html  # reconciliation
+    assert "The comparison with the call list is failing" in html
     fresh = render_admin(admin_page(connected=False, failed=False), admin_frame())
     assert 'name="api_key"' in fresh and "Nothing failed." in fresh
 
@@ -185,3 +187,12 @@ def test_bx24_script_only_when_asked() -> None:
 
 def test_rendering_is_deterministic() -> None:
     assert render_admin(admin_page(), admin_frame()) == render_admin(admin_page(), admin_frame())
+
+
+def test_with_no_responsible_user_chosen_the_page_says_the_installer_gets_the_calls() -> None:
+    page = admin_page()
+    html = render_admin(replace(page, settings=replace(page.settings, responsible_user_id=None)), admin_frame())
+    assert '<option value="" selected>The user who installed the app</option>' in html
+    german = render_admin(replace(page, settings=replace(page.settings, responsible_user_id=None)),
+                          Frame.signed(KEY, Identity(MEMBER, 1, True, "de"), now=T))
+    assert '<option value="" selected>Die Person, die die App installiert hat</option>' in german

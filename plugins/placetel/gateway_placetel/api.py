@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
@@ -152,6 +153,13 @@ class PlacetelClient:
     async def voicemails(self, date: str) -> list[dict[str, Any]]:
         return await self._list("/calls", {"filter[date]": date, "filter[type]": "voicemail"}, max_pages=5)
 
+    async def calls(self, date: str, page: int, per_page: int = 100) -> list[dict[str, Any]]:
+        """One page of a day's call list, newest first (reconciliation pages it itself: it
+        stops at the start of its window)."""
+        data = await self.request("GET", "/calls", params={"filter[date]": date, "order": "desc",
+                                                          "page": str(page), "per_page": str(per_page)})
+        return [item for item in data if isinstance(item, dict)] if isinstance(data, list) else []
+
     async def recording(self, recording_id: str) -> dict[str, Any]:
         data = await self.request("GET", f"/recordings/{quote(recording_id, safe='')}")
         return data if isinstance(data, dict) else {}
@@ -159,3 +167,12 @@ class PlacetelClient:
     async def call(self, call_id: str) -> dict[str, Any]:
         data = await self.request("GET", f"/calls/{quote(call_id, safe='')}")
         return data if isinstance(data, dict) else {}
+
+
+def placetel_day(when: datetime) -> str:
+    """The calendar day Placetel files a call under (German time; UTC if zoneinfo lacks it)."""
+    try:
+        from zoneinfo import ZoneInfo
+        return when.astimezone(ZoneInfo("Europe/Berlin")).date().isoformat()
+    except Exception:  # noqa: BLE001  no tz database in a slim container
+        return when.astimezone(timezone.utc).date().isoformat()

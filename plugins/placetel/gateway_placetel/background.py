@@ -9,16 +9,17 @@ processes sharing the store from doing the same connection's work at the same ti
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from gateway import Connection, Outcome, PluginContext, RetryableError, UpstreamError, utcnow
 
 from . import parse
-from .api import KeyRejected
+from .api import KeyRejected, placetel_day
 from .recordings import file_format, find_item
 from .settings import HELD, OPEN, USERS_REFRESHED, Settings, pending_kind
-from .source import PlacetelSource, remember
+from .memory import remember
+from .source import PlacetelSource
 
 log = logging.getLogger("gateway.placetel")
 
@@ -162,12 +163,3 @@ def lookup_days(ended: datetime, duration: Any) -> list[str]:
     filed under the day it started or the day it ended."""
     seconds = duration if isinstance(duration, int) and duration > 0 else 0
     return sorted({placetel_day(ended - timedelta(seconds=seconds)), placetel_day(ended)})
-
-
-def placetel_day(when: datetime) -> str:
-    """The calendar day Placetel files a call under (German time; UTC if zoneinfo lacks it)."""
-    try:
-        from zoneinfo import ZoneInfo
-        return when.astimezone(ZoneInfo("Europe/Berlin")).date().isoformat()
-    except Exception:  # noqa: BLE001  no tz database in a slim container
-        return when.astimezone(timezone.utc).date().isoformat()

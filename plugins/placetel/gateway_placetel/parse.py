@@ -299,11 +299,30 @@ def ring_timeout(memory: dict[str, Any], call_id: str, now: datetime,
     if (memory.get("ended_at") or memory.get("answered") or started is None
             or now - started < timedelta(seconds=after)):
         return [], memory
-    mem = dict(memory)
     key = hashlib.sha256(started.isoformat().encode()).hexdigest()[:16]
-    mem["held"] = {"event_id": f"{call_id}:RingTimeout:{key}", "ended_at": _iso(now),
-                   "outcome": Outcome.MISSED.value, "duration": 0,
-                   "extra": {"placetel_event": "RingTimeout", "closed_by": "timeout"}}
+    return _end_now(memory, call_id, f"{call_id}:RingTimeout:{key}", now, Outcome.MISSED, 0,
+                    {"placetel_event": "RingTimeout", "closed_by": "timeout"})
+
+
+def listed_end(memory: dict[str, Any], call_id: str, *, ident: str, ended_at: datetime,
+               outcome: Outcome | None, duration: int | None) -> tuple[list[CallEvent], dict[str, Any]]:
+    """End a call as Placetel's call list shows it (reconciliation): a received call whose
+    hang-up never arrived, or a call never received (``memory`` then holds what the list
+    says). ``extra.reconciled`` marks it; ``ident`` is the list's id of the call. Nothing
+    when the memory says the call has ended."""
+    if memory.get("ended_at"):
+        return [], memory
+    return _end_now(memory, call_id, f"{call_id}:Reconciled:{ident}", ended_at, outcome, duration,
+                    {"placetel_event": "Listed", "reconciled": True})
+
+
+def _end_now(memory: dict[str, Any], call_id: str, event_id: str, ended_at: datetime, outcome: Outcome | None,
+             duration: int | None, extra: dict[str, Any]) -> tuple[list[CallEvent], dict[str, Any]]:
+    mem = dict(memory)
+    if outcome is Outcome.ANSWERED and not mem.get("answered_at") and duration is not None:
+        mem["answered_at"] = _iso(ended_at - timedelta(seconds=duration))
+    mem["held"] = {"event_id": event_id, "ended_at": _iso(ended_at), "outcome": outcome.value if outcome else None,
+                   "duration": duration, "extra": extra}
     return [_held_end(mem, call_id)], mem
 
 

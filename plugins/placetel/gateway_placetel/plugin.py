@@ -24,6 +24,8 @@ from .source import PlacetelSource
 SOURCE = PlacetelSource()
 #: How often the background round runs; each part decides itself whether it is due.
 TICK_SECONDS = 60.0
+#: How often reconciliation looks for due connections (the first look after start runs all).
+RECONCILE_TICK = 60.0
 
 
 @hookimpl
@@ -40,6 +42,11 @@ def declare_settings() -> type[Settings]:
 async def background_round(ctx: PluginContext) -> None:
     """The periodic task: recordings and user refreshes of every Placetel connection."""
     await background.run_round(SOURCE, ctx)
+
+
+async def reconcile_round(ctx: PluginContext) -> None:
+    """The periodic task: compare the call list of every connection that is due."""
+    await ctx.reconcile.run_due(ctx.settings.reconcile_interval)
 
 
 async def refresh_users(request: web.Request) -> web.Response:
@@ -63,5 +70,6 @@ def register_routes(register: Callable[..., None]) -> None:
 
 @hookimpl
 def register_tasks(register: Callable[..., None]) -> None:
-    """The periodic round (:func:`background_round`)."""
+    """The periodic round (:func:`background_round`) and reconciliation (:func:`reconcile_round`)."""
     register(name="placetel-sync", interval=TICK_SECONDS, func=background_round)
+    register(name="placetel-reconcile", interval=RECONCILE_TICK, func=reconcile_round)

@@ -26,7 +26,8 @@ SLACK = timedelta(seconds=180)
 RING = timedelta(seconds=120)
 
 
-def _time(value: Any) -> datetime | None:
+def listed_time(value: Any) -> datetime | None:
+    """A time of the Web API (ISO-8601 with an offset), ``None`` when absent or unusable."""
     if not isinstance(value, str) or not value:
         return None
     try:
@@ -36,8 +37,9 @@ def _time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None
 
 
-def _number(value: Any, region: str) -> str | None:
-    if isinstance(value, dict):  # /v2/calls: to_number{number{number}}
+def listed_number(value: Any, region: str) -> str | None:
+    """A number of the Web API (``/v2/calls`` nests it: ``to_number{number{number}}``), normalised."""
+    if isinstance(value, dict):
         inner = value.get("number")
         value = inner.get("number") if isinstance(inner, dict) else inner
     return normalize_number(str(value), region) if value not in (None, "") else None
@@ -45,10 +47,10 @@ def _number(value: Any, region: str) -> str | None:
 
 def _candidate(item: dict[str, Any], kind: str, region: str) -> tuple[str, str | None, str | None, datetime | None]:
     if kind == "voicemail":
-        return (str(item.get("id")), _number(item.get("from_number"), region),
-                _number(item.get("to_number"), region), _time(item.get("received_at")))
-    return (str(item.get("id")), _number(item.get("from"), region), _number(item.get("to"), region),
-            _time(item.get("time") or item.get("created_at")))
+        return (str(item.get("id")), listed_number(item.get("from_number"), region),
+                listed_number(item.get("to_number"), region), listed_time(item.get("received_at")))
+    return (str(item.get("id")), listed_number(item.get("from"), region), listed_number(item.get("to"), region),
+            listed_time(item.get("time") or item.get("created_at")))
 
 
 def find_match(call: dict[str, Any], items: Iterable[dict[str, Any]], kind: str,
@@ -78,7 +80,7 @@ def find_item(call: dict[str, Any], items: Iterable[dict[str, Any]], kind: str,
     ``call`` is the per-call memory: ``direction``, ``remote``, ``local``, ``ended_at``
     (ISO-8601) and ``duration`` (seconds or ``None``).
     """
-    ended = _time(call.get("ended_at"))
+    ended = listed_time(call.get("ended_at"))
     remote = call.get("remote")
     if ended is None or not remote:
         return None

@@ -45,6 +45,8 @@ class Settings:
                                           "waits for it (names the agent); 0 never waits")
     ring_timeout: float = setting(3600.0, help="seconds after which a call that only rang (no answer, "
                                                "no HungUp: Contact Center queues) is written as missed")
+    reconcile_interval: float = setting(900.0, help="seconds between comparisons with Placetel's call list "
+                                                    "(at least 60): calls whose notifications never arrived")
 
     def __post_init__(self) -> None:
         if not self.api_url.startswith(("https://", "http://")):
@@ -60,6 +62,8 @@ class Settings:
             raise ValueError("setting end_grace must be between 0 and 3600 seconds")
         if self.ring_timeout < 60:
             raise ValueError("setting ring_timeout must be at least 60 seconds")
+        if self.reconcile_interval < 60:
+            raise ValueError("setting reconcile_interval must be at least 60 seconds")
 
     @property
     def retry(self) -> RetryPolicy:

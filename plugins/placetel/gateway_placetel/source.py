@@ -10,16 +10,16 @@ looked up after the call by the background round (:mod:`.background`) and arrive
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import phonenumbers
 
 from gateway import (
-    ANONYMOUS,
     BadRequest,
     CallEvent,
-    CallMemory,
     CallState,
     Connection,
     ConnectionHealth,
@@ -27,6 +27,7 @@ from gateway import (
     OriginateResult,
     Outcome,
     PluginContext,
+    ReconcileResult,
     RecordingRef,
     RetryableError,
     Source,
@@ -37,25 +38,21 @@ from gateway import (
     utcnow,
 )
 
-from . import parse, signature
+from . import parse, reconcile, signature
 from .api import ApiRefused, KeyRejected, PlacetelClient
+from .memory import remember
 from .recordings import parse_ref
-from .settings import HELD, NAME, OPEN, USERS_REFRESHED, Settings, pending_kind
+from .settings import NAME, USERS_REFRESHED, Settings, pending_kind
 from .users import build_directory
 
 log = logging.getLogger("gateway.placetel")
 
+#: Seconds a connection's extensions are believed from memory (users change rarely; another
+#: gateway process's user refresh is seen within this time).
+EXTENSIONS_TTL = 60.0
+
 FORM = "application/x-www-form-urlencoded"
 _MAX_SECRET = 512
-
-
-def remember(call: CallMemory, memory: dict[str, Any]) -> None:
-    """Keep a call's memory with its numbers (data-subject requests find it) and the index
-    the background round looks for (:data:`HELD`, :data:`OPEN`)."""
-    call.value = memory
-    call.phones = [n for n in (memory.get("remote"), memory.get("local"))
-                   if isinstance(n, str) and n and n != ANONYMOUS]
-    call.index = HELD if memory.get("held") else (OPEN if not memory.get("ended_at") else None)
 
 
 class PlacetelSource(Source):
@@ -67,6 +64,11 @@ class PlacetelSource(Source):
 
     name = NAME
     content_types = frozenset({FORM})
+    deferred = True  # answered once signed and well-formed; interpreted right after
+
+    def __init__(self) -> None:
+        #: connection id -> (when read, its extensions): see :meth:`extensions`
+        self._extensions: dict[str, tuple[float, frozenset[str]]] = {}
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -177,6 +179,7 @@ class PlacetelSource(Source):
             await ctx.users.put(connection, user)
         for gone in before - {u.user_id for u in directory}:
             await ctx.users.remove(connection, gone)
+        self._extensions.pop(connection.id, None)
         await ctx.storage(connection.tenant).put(
             USERS_REFRESHED, connection.id, {"at": utcnow().timestamp(), "ok": True})
         if connection.status == "broken":
@@ -195,6 +198,13 @@ class PlacetelSource(Source):
 
     # --- webhooks --------------------------------------------------------------------------
 
+    @staticmethod
+    def _parse(request: WebhookRequest) -> parse.Notification:
+        try:
+            return parse.parse_notification(request.body)
+        except parse.ParseError as exc:
+            raise BadRequest(str(exc)) from None
+
     def _verify(self, ctx: PluginContext, connection: Connection, request: WebhookRequest) -> None:
         """Raise :class:`Unauthorized` unless the notification is signed with the connection's
         secret, or the operator allows this connection's notifications unsigned."""
@@ -210,20 +220,32 @@ class PlacetelSource(Source):
             return
         raise Unauthorized("this connection has no Notify secret; unsigned notifications are refused")
 
+    async def check(self, ctx: PluginContext, connection: Connection, request: WebhookRequest) -> None:
+        """Before the answer: the signature, and a notification that parses (no state)."""
+        self._verify(ctx, connection, request)
+        self._parse(request)
+
+    def order_key(self, connection: Connection, request: WebhookRequest) -> str | None:
+        """Notifications of one call are interpreted in order; of different calls, at once
+        (their state, reconciliation's claim and the recording search are all per call)."""
+        return self._parse(request).call_id
+
     async def receive(self, ctx: PluginContext, connection: Connection,
                       request: WebhookRequest) -> Sequence[CallEvent]:
         """One Notify request -> its events (none for unknown events); 401/400 for bad ones."""
-        self._verify(ctx, connection, request)
-        try:
-            note = parse.parse_notification(request.body)
-        except parse.ParseError as exc:
-            raise BadRequest(str(exc)) from None
+        if not request.checked:
+            self._verify(ctx, connection, request)
+        note = self._parse(request)
         if not note.known or note.call_id is None:
             ctx.count("unknown_event")  # the core counts it as ignored too
             return []
         # One notification of a call at a time; the state commits with (or before) the events.
-        async with ctx.calls.state(connection, note.call_id) as call:
+        async with ctx.reconcile.webhook(connection), ctx.calls.state(connection, note.call_id) as call:
             known = call.value if isinstance(call.value, dict) else None
+            if known is None:  # reconciliation may have written the call meanwhile
+                known = await reconcile.claim(ctx, connection, note, request.received_at, self.region(connection))
+                if known is not None:
+                    remember(call, known)
             events, updated = parse.to_events(note, known, request.received_at, self.region(connection),
                                               await self.extensions(ctx, connection), ctx.settings.end_grace)
             if updated is not None:
@@ -232,8 +254,21 @@ class PlacetelSource(Source):
         return events
 
     async def extensions(self, ctx: PluginContext, connection: Connection) -> frozenset[str]:
-        """The connection's own extensions (its SIP users' ``did``): calls to them are internal."""
-        return frozenset(u.extension for u in await ctx.users.list(connection) if u.extension)
+        """The connection's own extensions (its SIP users' ``did``): calls to them are internal.
+
+        Every notification needs them, and reading them means reading and decrypting every user
+        of the connection: they are kept in memory for :data:`EXTENSIONS_TTL` seconds, and
+        forgotten at once when this process synchronises the connection's users.
+        """
+        now = time.monotonic()
+        cached = self._extensions.get(connection.id)
+        if cached is not None and now - cached[0] < EXTENSIONS_TTL:
+            return cached[1]
+        found = frozenset(u.extension for u in await ctx.users.list(connection) if u.extension)
+        if len(self._extensions) >= 10_000:
+            self._extensions.clear()
+        self._extensions[connection.id] = (now, found)
+        return found
 
     async def after_end(self, ctx: PluginContext, connection: Connection, call_id: str,
                         events: Sequence[CallEvent]) -> None:
@@ -243,6 +278,13 @@ class PlacetelSource(Source):
                 and ctx.settings.recordings and ended[0].remote_number:
             await ctx.storage(connection.tenant).put(pending_kind(connection.id), call_id, {"tries": 0},
                                                      call_record=True, wait=False)
+
+    # --- reconciliation (the call list against what arrived) ------------------------------
+
+    async def reconcile(self, ctx: PluginContext, connection: Connection, since: datetime, until: datetime,
+                        progress: Callable[[str], None]) -> ReconcileResult:
+        """Write the listed calls whose notifications never arrived (:mod:`.reconcile`)."""
+        return await reconcile.reconcile(self, ctx, connection, since, until, progress)
 
     # --- recordings (found by :mod:`.background`) ------------------------------------------
 

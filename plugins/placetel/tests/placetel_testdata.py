@@ -94,6 +94,7 @@ WEB_USERS = [
 
 import json as _json  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
+from datetime import datetime  # noqa: E402
 from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
@@ -121,10 +122,17 @@ class Reply:
 
 
 class FakePlacetel:
-    """Answers ``(method, path)`` with queued replies (the last one repeats); records requests."""
+    """Answers ``(method, path)`` with queued replies (the last one repeats); records requests.
+
+    ``call_list`` (when set) is the account's call list: ``GET /calls`` without a type filter
+    answers from it as Placetel documents it (``filter[date]`` a German day, ``order``,
+    ``page``, ``per_page``). ``once`` queues replies used up before anything else.
+    """
 
     def __init__(self) -> None:
         self.replies: dict[tuple[str, str], list[Reply]] = {}
+        self.first: dict[tuple[str, str], list[Reply]] = {}
+        self.call_list: list[dict[str, Any]] | None = None
         self.seen: list[Seen] = []
         self.server: TestServer | None = None
         self.base = ""
@@ -136,6 +144,21 @@ class FakePlacetel:
             self.replies.pop(key, None)
         self.replies.setdefault(key, []).append(Reply(status, json, body, headers or {}))
 
+    def once(self, method: str, path: str, status: int = 200, json: Any = None,
+             headers: dict[str, str] | None = None) -> None:
+        self.first.setdefault((method.upper(), path), []).append(Reply(status, json, None, headers or {}))
+
+    def listing(self, query: Any) -> list[dict[str, Any]]:
+        """One page of :attr:`call_list` as ``GET /v2/calls`` gives it."""
+        from gateway_placetel.api import placetel_day
+
+        day = query.get("filter[date]")
+        items = [c for c in self.call_list or []
+                 if day is None or placetel_day(datetime.fromisoformat(c["received_at"])) == day]
+        items.sort(key=lambda c: datetime.fromisoformat(c["received_at"]), reverse=query.get("order", "desc") == "desc")
+        page, per_page = int(query.get("page", "1")), int(query.get("per_page", "25"))
+        return items[(page - 1) * per_page: page * per_page]
+
     def requests(self, method: str, path: str) -> list[Seen]:
         return [s for s in self.seen if s.method == method and s.path == path]
 
@@ -144,6 +167,13 @@ class FakePlacetel:
         raw = await request.read()
         self.seen.append(Seen(request.method, path, dict(request.query), dict(request.headers),
                               _json.loads(raw) if raw else None))
+        first = self.first.get((request.method, path))
+        if first:
+            reply = first.pop(0)
+            return web.json_response(reply.json, status=reply.status, headers=reply.headers)
+        if (request.method, path) == ("GET", "/calls") and self.call_list is not None \
+                and "filter[type]" not in request.query:
+            return web.json_response(self.listing(request.query))
         queue = self.replies.get((request.method, path))
         if not queue:
             return web.json_response({"error": "not found"}, status=404)

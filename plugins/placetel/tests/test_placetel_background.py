@@ -14,11 +14,11 @@ from placetel_testdata import (  # noqa: F401 (fixtures fake_api, pt)
 BETA_KEY = "pt-api-key-beta-fedcba9876543210"
 
 
-def registered_task() -> Any:
-    """The function the plugin registers as its periodic task, as the core would get it."""
+def registered_task(name: str = "placetel-sync") -> Any:
+    """The function the plugin registers as the periodic task ``name``, as the core would get it."""
     tasks: list[dict[str, Any]] = []
     plugin.register_tasks(register=lambda **kw: tasks.append(kw))
-    (task,) = tasks
+    (task,) = [t for t in tasks if t["name"] == name]
     assert task["interval"] > 0
     return task["func"]
 

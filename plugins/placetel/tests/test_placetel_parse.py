@@ -178,3 +178,18 @@ def test_parser_never_fails_otherwise(body):
         return
     events, _ = to_events(note, None, T0)
     assert len(events) <= 1
+
+
+def test_the_order_key_is_the_call():
+    """Notifications of one call are interpreted in order, of different calls at once."""
+    from gateway import Connection, WebhookRequest
+    from gateway_placetel.source import PlacetelSource
+
+    source, conn = PlacetelSource(), Connection(id="c1", tenant="t", plugin="placetel")
+
+    def key(body: bytes):
+        return source.order_key(conn, WebhookRequest(body=body, headers={}, content_type=
+                                                     "application/x-www-form-urlencoded", received_at=T0, query={}))
+
+    assert key(incoming()) == key(accepted()) == key(hungup("accepted")) == CALL_IN
+    assert key(outgoing()) == CALL_OUT != CALL_IN

@@ -15,6 +15,7 @@ Logs carry connection ids and counts only: never person ids, names, tokens or se
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 import hashlib
 import logging
 import secrets
@@ -201,7 +202,51 @@ async def create_webhooks(ctx: PluginContext, connection: Connection, person: st
                                           "resource": resource, "event": event, "name": name,
                                           "attempts": 0, "next_try": 0},
                      index=user_key(connection, person))
+        forget_webhooks(connection.tenant, [hook_id])
     return len(specs)
+
+
+@dataclass(frozen=True, slots=True)
+class Hook:
+    """What a delivery's webhook id stands for: whose, with which secret, dropped or not."""
+
+    connection: str
+    secret: str
+    person: str | None
+    dropped: bool
+
+
+#: Seconds a webhook's record is believed from memory. Every delivery needs it before the
+#: answer (the secret); a change made by this process is seen at once, one made by another
+#: gateway process within this time (a delivery of a just-dropped webhook is then acknowledged
+#: and dropped when interpreted, which re-reads the user).
+HOOK_TTL = 60.0
+_HOOK_CACHE_SIZE = 10_000
+_hooks: dict[tuple[str, str], tuple[float, Hook | None]] = {}
+
+
+async def webhook(ctx: PluginContext, tenant: str, hook_id: str) -> Hook | None:
+    """The webhook record of ``hook_id`` (from memory for :data:`HOOK_TTL` seconds)."""
+    now = time.monotonic()
+    cached = _hooks.get((tenant, hook_id))
+    if cached is not None and now - cached[0] < HOOK_TTL:
+        return cached[1]
+    rec = await ctx.storage(tenant).get("webhook", hook_id)
+    hook = None
+    if isinstance(rec, dict) and isinstance(rec.get("connection"), str):
+        person = rec.get("person")
+        hook = Hook(rec["connection"], str(rec.get("secret", "")), person if isinstance(person, str) else None,
+                    bool(rec.get("dropped")))
+    if len(_hooks) >= _HOOK_CACHE_SIZE:
+        _hooks.clear()
+    _hooks[(tenant, hook_id)] = (now, hook)
+    return hook
+
+
+def forget_webhooks(tenant: str | None, hook_ids: list[str] | None = None) -> None:
+    """Drop cached webhook records: some of a tenant's, all of a tenant's, or all."""
+    for key in [k for k in _hooks if tenant is None or (k[0] == tenant and (hook_ids is None or k[1] in hook_ids))]:
+        del _hooks[key]
 
 
 async def drop_webhooks(ctx: PluginContext, connection: Connection, person: str, *, at_webex: bool) -> int:
@@ -223,6 +268,7 @@ async def drop_webhooks(ctx: PluginContext, connection: Connection, person: str,
         await st.delete("webhook", hook_id)
         await st.put("webhook", hook_id, {"connection": connection.id, "secret": rec.get("secret", ""),
                                           "dropped": True}, call_record=True)
+        forget_webhooks(connection.tenant, [hook_id])
         dropped += 1
     return dropped
 

@@ -88,7 +88,7 @@ def _text(doc: Mapping[str, Any], key: str) -> str:
 _YEARS = range(2000, 2200)
 
 
-def _time(doc: Mapping[str, Any], key: str) -> datetime | None:
+def parse_time(doc: Mapping[str, Any], key: str) -> datetime | None:
     """An ISO-8601 timestamp with its zone, as UTC; ``None`` when absent. Anything else (not a
     string, not ISO-8601, no zone, a date no call can have) is :class:`MalformedNotification`."""
     value = _field(doc, key, str)
@@ -173,11 +173,11 @@ def call_snapshot(envelope: Envelope, region: str | None = "DE") -> CallSnapshot
     call_type = _field(remote, "callType", str) if remote is not None else None
     return CallSnapshot(
         event=envelope.event, event_type=_text(data, "eventType"),
-        event_time=_time(data, "eventTimestamp"), call_leg=leg, session_id=session,
+        event_time=parse_time(data, "eventTimestamp"), call_leg=leg, session_id=session,
         personality=_text(data, "personality"), state=_text(data, "state"),
         remote_number=remote_number(remote, region),
-        created=_time(data, "created"), answered=_time(data, "answered"),
-        disconnected=_time(data, "disconnected"),
+        created=parse_time(data, "created"), answered=parse_time(data, "answered"),
+        disconnected=parse_time(data, "disconnected"),
         completed_elsewhere=_field(data, "completedElsewhere", bool) is True,
         redirect_reasons=tuple(reasons), remote_internal=call_type in INTERNAL_CALL_TYPES,
         redirect_number=redirect_number)

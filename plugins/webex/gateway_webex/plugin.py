@@ -44,3 +44,16 @@ async def subject_erase(context: PluginContext, tenant: str, subject: Subject) -
                 await accounts.forget(context, connection, person)
                 removed += 1
     return removed or None
+
+
+@hookimpl
+def tenant_removed(context: PluginContext, tenant: str) -> None:
+    """Webhook records of the tenant kept in memory go (its data goes with the core)."""
+    accounts.forget_webhooks(tenant)
+
+
+@hookimpl
+def purge_expired(context: PluginContext) -> None:
+    """Dropped webhooks are call records the core just may have purged: none is believed from
+    memory any more. Nothing of the plugin's own to count."""
+    accounts.forget_webhooks(None)

@@ -43,6 +43,8 @@ from .parse import OUTBOUND_PERSONALITIES, SOURCE_NAME, CallSnapshot
 #: Seconds to wait, after the last leg of an unanswered session ended, for a colleague's
 #: answer on another webhook before the call is written as missed (issue 13 research).
 DEFAULT_GRACE = 60.0
+#: Index of the sessions waiting for their grace time (their state, in ``ctx.calls``).
+PENDING_END = "pending-end"
 #: Recording formats a CRM can take; Webex documents MP3 as the only call recording format.
 RECORDING_FORMATS = frozenset({"mp3", "wav"})
 

@@ -29,6 +29,8 @@ class WebexSettings:
     missed_grace: float = setting(60.0, help="seconds an unanswered call waits, after its last leg "
                                              "ended, for a colleague's answer before it is written "
                                              "as missed (0 to 3600)")
+    reconcile_interval: float = setting(900.0, help="seconds between comparisons with the users' call "
+                                                    "histories (at least 60): calls whose webhooks never arrived")
 
     def __post_init__(self) -> None:
         api = self.api_url.rstrip("/")
@@ -45,6 +47,8 @@ class WebexSettings:
             raise ValueError("setting state_ttl must be at least 60 seconds")
         if not 0 <= self.missed_grace <= 3600:
             raise ValueError("setting missed_grace must be between 0 and 3600 seconds")
+        if self.reconcile_interval < 60:
+            raise ValueError("setting reconcile_interval must be at least 60 seconds")
 
     def __repr__(self) -> str:
         return f"WebexSettings(configured={self.configured})"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -26,6 +26,7 @@ from gateway import (
     OriginateResult,
     PluginContext,
     PluginStorage,
+    ReconcileResult,
     RecordingRef,
     RetryableError,
     Source,
@@ -33,12 +34,14 @@ from gateway import (
     Unauthorized,
     UpstreamError,
     WebhookRequest,
+    time_index,
     utcnow,
 )
 
-from . import accounts, session, signature
+from . import accounts, reconcile, session, signature
 from .accounts import PLUGIN, NeedsLogin
 from .ids import session_key
+from .session import PENDING_END
 from .parse import (
     CALL_EVENTS,
     Envelope,
@@ -52,14 +55,15 @@ log = logging.getLogger("gateway_webex")
 
 _REGION = re.compile(r"^[A-Z]{2}$")
 _CONNECTION_SETTINGS = frozenset({"region", "org_id"})
-#: Index of the sessions waiting for their grace time (found by :func:`close_missed_calls`).
-PENDING_END = "pending-end"
-
-
 def _remember(call: Any, state: dict[str, Any]) -> None:
-    """Store the session state with what a data-subject request needs to find it."""
+    """Store the session state with what a data-subject request needs to find it, indexed
+    :data:`PENDING_END` while it waits for its grace time (:func:`close_missed_calls`), else by
+    the hour it began (reconciliation finds it so; not a stand-in for a reconciled call)."""
     call.value = state
-    call.index = PENDING_END if state.get("pending_end") else None
+    started = state.get("started_at")
+    call.index = PENDING_END if state.get("pending_end") else (
+        time_index(datetime.fromisoformat(started)) if isinstance(started, str) and not state.get("reconciled_as")
+        else None)
     call.phones = [n for n in (state.get("remote"), state.get("internal_remote"))
                    if isinstance(n, str) and n.startswith("+")]
 
@@ -90,6 +94,7 @@ class WebexSource(Source):
 
     name = PLUGIN
     content_types = frozenset({"application/json"})
+    deferred = True  # answered once signed and well-formed; interpreted right after
 
     async def connect(self, ctx: PluginContext, connection: Connection) -> Mapping[str, Any]:
         ctx.settings.require()
@@ -122,21 +127,51 @@ class WebexSource(Source):
             if key.startswith(prefix):
                 await st.delete("recording", key)
 
-    async def receive(self, ctx: PluginContext, connection: Connection,
-                      request: WebhookRequest) -> Sequence[CallEvent]:
+    async def check(self, ctx: PluginContext, connection: Connection, request: WebhookRequest) -> None:
+        """Before the answer: a known webhook of this connection, its signature, and a call or
+        recording delivery that reads (no state)."""
+        envelope, hook = await self._verified(ctx, connection, request)
+        if hook.dropped:
+            return
+        try:
+            if envelope.resource == "telephony_calls" and envelope.event in CALL_EVENTS:
+                call_snapshot(envelope, connection.settings.get("region") or "DE")
+            elif envelope.resource == "convergedRecordings" and envelope.event in ("created", "updated"):
+                recording_notice(envelope)
+        except MalformedNotification:
+            raise BadRequest("unparseable notification") from None
+
+    async def _verified(self, ctx: PluginContext, connection: Connection, request: WebhookRequest,
+                        ) -> tuple[Envelope, accounts.Hook]:
         try:
             envelope = parse_envelope(request.body)
         except MalformedNotification:
             raise BadRequest("unparseable notification") from None
-        st = ctx.storage(connection.tenant)
-        hook = await st.get("webhook", envelope.webhook_id)
-        if not isinstance(hook, dict) or hook.get("connection") != connection.id:
+        hook = await accounts.webhook(ctx, connection.tenant, envelope.webhook_id)
+        if hook is None or hook.connection != connection.id:
             raise Unauthorized("unknown webhook")
-        if not signature.verify(str(hook.get("secret", "")), request.body, request.headers):
+        if not request.checked and not signature.verify(hook.secret, request.body, request.headers):
             raise Unauthorized("missing or bad signature")
-        if hook.get("dropped"):
+        return envelope, hook
+
+    def order_key(self, connection: Connection, request: WebhookRequest) -> str | None:
+        """Deliveries of one call session (every user's legs and its recordings) are
+        interpreted in order, of different sessions at once. A recording that names no session
+        is found through the API: in order with everything of the connection."""
+        envelope = parse_envelope(request.body)
+        if envelope.resource == "telephony_calls" and envelope.event in CALL_EVENTS:
+            session = envelope.data.get("callSessionId")
+            return session_key(session) if isinstance(session, str) and session else None
+        if envelope.resource == "convergedRecordings" and envelope.event in ("created", "updated"):
+            return recording_notice(envelope).session
+        return None
+
+    async def receive(self, ctx: PluginContext, connection: Connection,
+                      request: WebhookRequest) -> Sequence[CallEvent]:
+        envelope, hook = await self._verified(ctx, connection, request)
+        if hook.dropped or hook.person is None:
             return []  # the user logged out: acknowledge and drop
-        person = str(hook["person"])
+        person = hook.person
         user = await ctx.users.get(connection, person)
         if user is None or user.status == "logged_out":
             return []
@@ -144,7 +179,8 @@ class WebexSource(Source):
             if envelope.resource == "telephony_calls" and envelope.event in CALL_EVENTS:
                 return await self._call(ctx, connection, envelope, person, user, request)
             if envelope.resource == "convergedRecordings" and envelope.event in ("created", "updated"):
-                return await self._recording(ctx, connection, st, envelope, person, request)
+                return await self._recording(ctx, connection, ctx.storage(connection.tenant), envelope,
+                                             person, request)
         except MalformedNotification:
             raise BadRequest("unparseable notification") from None
         ctx.count("ignored_notification")
@@ -155,7 +191,12 @@ class WebexSource(Source):
         snap = call_snapshot(envelope, connection.settings.get("region") or "DE")
         own_number = user.numbers[0] if user.numbers else None
         # one delivery of a call session at a time (all users' legs); the state commits with the events
-        async with ctx.calls.state(connection, session_key(snap.session_id)) as call:
+        async with ctx.reconcile.webhook(connection), ctx.calls.state(connection, session_key(snap.session_id)) as call:
+            if call.value is None:  # reconciliation may have written the call meanwhile
+                stand_in = await reconcile.claim(ctx, connection, snap, request.received_at)
+                if stand_in is not None:
+                    _remember(call, stand_in)
+                    return []
             if isinstance(call.value, dict) and call.value.get("ended"):
                 ctx.count("late_call_leg")
                 return []
@@ -209,6 +250,11 @@ class WebexSource(Source):
         links = details.get("temporaryDirectDownloadLinks") if isinstance(details, dict) else None
         link = links.get("audioDownloadLink") if isinstance(links, dict) else None
         return link if isinstance(link, str) and link else None
+
+    async def reconcile(self, ctx: PluginContext, connection: Connection, since: datetime, until: datetime,
+                        progress: Callable[[str], None]) -> ReconcileResult:
+        """Write the calls the users' histories list and no webhook brought (:mod:`.reconcile`)."""
+        return await reconcile.reconcile(ctx, connection, since, until, progress)
 
     async def health(self, ctx: PluginContext, connection: Connection) -> ConnectionHealth:
         """Webhook health as the periodic check last saw it (:func:`.accounts.webhook_health`)."""

@@ -21,6 +21,8 @@ REFRESH_INTERVAL = 1800.0
 HEALTH_INTERVAL = 600.0
 #: How often unanswered calls are checked for the end of their grace time (seconds).
 MISSED_INTERVAL = 10.0
+#: How often reconciliation looks for due connections (the first look after start runs all).
+RECONCILE_TICK = 60.0
 #: Back-off between re-activations of a webhook that keeps being disabled (seconds).
 BACKOFF_BASE = 300.0
 BACKOFF_CAP = 6 * 3600.0
@@ -83,6 +85,7 @@ async def _check_one(ctx: PluginContext, conn: Any, person: str, hook_id: str, r
             "status": "active"})
         ctx.count("webhook_reactivated")
         log.info("re-activated a disabled webex webhook", extra={"connection": conn.id, "attempt": attempts + 1})
+        await ctx.reconcile.request(conn)  # what happened while it was off never arrived
         ok = 1
     except (NeedsLogin, RetryableError, UpstreamError, NotFound) as exc:
         log.warning("could not re-activate a webex webhook", extra={"connection": conn.id,
@@ -93,7 +96,13 @@ async def _check_one(ctx: PluginContext, conn: Any, person: str, hook_id: str, r
     return ok
 
 
+async def reconcile_due(ctx: PluginContext) -> int:
+    """Compare the call histories of every connection that is due (:mod:`.reconcile`)."""
+    return await ctx.reconcile.run_due(ctx.settings.reconcile_interval)
+
+
 def register_all(register: Callable[..., None]) -> None:
     register(name="webex-token-refresh", interval=REFRESH_INTERVAL, func=refresh_tokens)
     register(name="webex-webhook-health", interval=HEALTH_INTERVAL, func=check_webhooks)
     register(name="webex-missed-calls", interval=MISSED_INTERVAL, func=close_missed_calls)
+    register(name="webex-reconcile", interval=RECONCILE_TICK, func=reconcile_due)

@@ -26,7 +26,6 @@ from webex_fixtures import (
     CLICK_TO_DIAL,
     INBOUND_ANSWERED,
     INBOUND_MISSED,
-    LEG,
     OUTBOUND,
     PERSON,
     PRIVATE_CALLER,
@@ -281,3 +280,28 @@ def test_token_set_from_response_keeps_refresh_token() -> None:
     second = oauth.TokenSet.from_response({"access_token": "b", "expires_in": 50}, now=20.0, previous=first)
     assert second.refresh_token == "r" and second.scopes == ("x", "y") and second.expires_at == 70.0
     assert oauth.TokenSet.from_record(second.to_record()) == second
+
+
+def test_the_order_key_is_the_call_session_for_every_leg_and_its_recording() -> None:
+    """Deliveries of one session (legs of several users, the recording) are interpreted in
+    order: they share the key that their state is kept under."""
+    from gateway import Connection, WebhookRequest
+    from gateway_webex.source import WebexSource
+    from webex_fixtures import call_data
+
+    source, conn = WebexSource(), Connection(id="c1", tenant="t", plugin="webex")
+
+    def key(doc: dict) -> str | None:
+        return source.order_key(conn, WebhookRequest(body=orjson.dumps(doc), headers={},
+                                                     content_type="application/json", received_at=NOW, query={}))
+
+    leg = key(envelope("wh", "telephony_calls", "updated", call_data("received", "alerting")))
+    other_user = key(envelope("wh2", "telephony_calls", "updated",
+                              call_data("answered", "connected", leg="another-leg")))
+    recording = key(envelope("wh", "convergedRecordings", "created",
+                             {"id": "rec-1", "serviceData": {"callSessionId": SESSION_UUID}}))
+    assert leg == other_user == recording == session_key(SESSION) == SESSION_UUID
+    assert key(envelope("wh", "telephony_calls", "updated",
+                        call_data("received", "alerting", session="another-session"))) == "another-session"
+    # a recording that names no session is looked up through the API: in order with everything
+    assert key(envelope("wh", "convergedRecordings", "created", {"id": "rec-2"})) is None

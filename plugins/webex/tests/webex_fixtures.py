@@ -150,6 +150,9 @@ class FakeWebex:
         self.webhooks: dict[str, dict[str, Any]] = {}
         self.refreshes = 0
         self.created = 0
+        #: call history records per access token (``"*"``: any user's), newest first as Webex
+        #: lists them, at most 20 per type
+        self.history: dict[str, list[dict[str, Any]]] = {}
         self.app = web.Application()
         self.app.router.add_route("*", "/v1/{tail:.*}", self.handle)
 
@@ -219,6 +222,14 @@ class FakeWebex:
             if method == "PUT":
                 hook.update(seen.json)
                 return self.reply(200, hook)
+        if (method, path) == ("GET", "/telephony/calls/history"):
+            token = seen.headers.get("Authorization", "").removeprefix("Bearer ")
+            records = self.history.get(token, self.history.get("*", []))
+            kinds = [seen.query["type"]] if "type" in seen.query else ["placed", "missed", "received"]
+            items = [r for kind in kinds
+                     for r in sorted((r for r in records if r["type"] == kind), key=lambda r: r["time"],
+                                     reverse=True)[:20]]
+            return self.reply(200, {"items": items})
         if (method, path) == ("POST", "/telephony/calls/dial"):
             return self.reply(200, {"callId": LEG, "callSessionId": SESSION})
         if (method, path) == ("GET", f"/convergedRecordings/{RECORDING_ID}"):

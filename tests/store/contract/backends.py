@@ -2,12 +2,13 @@
 
 A backend is a way to open a store at a place (the same place opens the same database
 again, so tests can close and reopen it) and a way to read everything it keeps at rest
-(for plaintext scans). A PostgreSQL backend is one more entry in :data:`BACKENDS`.
+(for plaintext scans): the files of SQLite, a ``pg_dump`` of PostgreSQL.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -19,7 +20,10 @@ from gateway.models import Connection, TelephonyUser
 from gateway.store.common import now_ms
 from gateway.store.crypto import MasterKeyring
 from gateway.store.protocols import Store
+from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SQLiteStore
+
+import pgdb
 
 REMOTE, OTHER, LOCAL = "+4922112345678", "+4930987654321", "+4940111222333"
 NAME, EMAIL = "Anna Agentin", "anna.agentin@example.com"
@@ -49,7 +53,34 @@ def _sqlite_files(store: Store) -> bytes:
     return b"".join(Path(p).read_bytes() for p in store.file_paths())
 
 
-BACKENDS = {"sqlite": Backend("sqlite", _sqlite, _sqlite_files)}
+#: databases the PostgreSQL backend made for the running test (dropped after it)
+CREATED: set[str] = set()
+
+
+def _database_at(place: Path) -> str:
+    return "callgate_test_" + hashlib.sha256(str(place).encode()).hexdigest()[:16]
+
+
+@contextlib.asynccontextmanager
+async def _postgres(place: Path, keyring: MasterKeyring) -> AsyncIterator[Store]:
+    pgdb.require()
+    name = await pgdb.create(_database_at(place))
+    CREATED.add(name)
+    store = PostgresStore(pgdb.dsn_of(name), keyring)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def _postgres_dump(store: Store) -> bytes:
+    assert isinstance(store, PostgresStore)
+    return pgdb.dump(store.path.rsplit("/", 1)[-1])
+
+
+BACKENDS = {"sqlite": Backend("sqlite", _sqlite, _sqlite_files),
+            "postgres": Backend("postgres", _postgres, _postgres_dump)}
 
 
 def call_event(event_id: str, call_id: str = "c1", *, remote: str | None = REMOTE, local: str | None = None,

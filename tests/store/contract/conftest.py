@@ -11,12 +11,16 @@ from gateway.models import Connection
 from gateway.store.crypto import MasterKeyring, generate_master_key
 from gateway.store.protocols import Store
 
-from .backends import BACKENDS, Backend, tenant_with_connection
+import pgdb
+
+from .backends import BACKENDS, CREATED, Backend, tenant_with_connection
 
 
-@pytest.fixture(params=sorted(BACKENDS))
-def backend(request: pytest.FixtureRequest) -> Backend:
-    return BACKENDS[request.param]
+@pytest.fixture(params=[pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    yield BACKENDS[request.param]
+    while CREATED:  # the test's own databases go with it
+        await pgdb.drop(CREATED.pop())
 
 
 @pytest.fixture

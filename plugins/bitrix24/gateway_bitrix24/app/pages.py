@@ -100,11 +100,15 @@ async def status_section(ctx: PluginContext, tenant: str, now: datetime | None =
     daily = _filled(await ctx.deliveries.counts(tenant, since=first_day, period="day"),
                     first_day, timedelta(days=1), 7)
     last = await ctx.connections.last_webhooks(tenant)
+    checked = await ctx.connections.reconciliations(tenant)
     connections = []
     for conn in await ctx.connections.of_tenant(tenant):
         health = await ctx.connections.health(conn.id)
+        check = checked.get(conn.id)
         connections.append(ConnectionStatus(system_name(conn.plugin), system_name(conn.plugin), last.get(conn.id),
-                                            health.status, health.reason, conn.created_at))
+                                            health.status, health.reason, conn.created_at,
+                                            check.last_success if check else None,
+                                            check.failing if check else False))
     failed = [FailedDelivery(str(d.id), d.received_at, d.state.value if d.state else "unknown",
                              d.reason.rpartition(":")[2] or "unknown")
               for d in await ctx.deliveries.failed(tenant, limit=FAILED_SHOWN)]

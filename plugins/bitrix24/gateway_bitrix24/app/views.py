@@ -148,8 +148,9 @@ class MappingRow:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionStatus:
-    """One telephone connection: when it last sent a webhook, and its health as its telephone
-    system's plugin reports it (``reason``: a short code such as ``webhook_disabled``)."""
+    """One telephone connection: when it last sent a webhook, its health as its telephone
+    system's plugin reports it (``reason``: a short code such as ``webhook_disabled``), and
+    when calls whose webhooks never came were last looked for in its call list."""
 
     system: str
     label: str
@@ -157,6 +158,9 @@ class ConnectionStatus:
     webhook_health: Health | None = None
     reason: str | None = None
     since: datetime | None = None  #: when it was connected
+    #: when it was last compared with its telephone system's call list (reconciliation)
+    reconciled: datetime | None = None
+    reconcile_failing: bool = False
 
 
 @dataclass(frozen=True, slots=True)
