@@ -48,10 +48,11 @@ LINGER = 0.01
 #: of the round's own duration: a burst is answered at the speed of the cheap part and
 #: interpreted behind it, and interpreting never stops.
 YIELD = 3.0
-#: The pause shrinks as the backlog grows and is gone at this many waiting entries: under a
-#: load above what the interpreter keeps up with while giving way, the backlog settles where
-#: interpreting keeps up (a lag of seconds) instead of growing to :data:`MAX_BACKLOG`.
-YIELD_UNTIL = 10_000
+#: The pause shrinks as interpretation lags and is gone at this lag (seconds from a webhook's
+#: arrival to its interpretation): the call card is live, so under a steady load the lag
+#: settles well below this, and only a burst above what interpreting keeps up with is
+#: answered faster than it is interpreted (by a backlog of this many seconds at most).
+MAX_LAG = 0.05
 #: Entries of different calls interpreted at the same time: enough to overlap what waits on
 #: the store (PostgreSQL, the writer), few enough that webhooks arriving meanwhile are never
 #: queued behind a whole round of interpretation steps.
@@ -75,6 +76,10 @@ class Interpreter:
         self.backlog = 0
         #: webhooks journaled by this process since it started
         self.journaled = 0
+        #: entries waiting per connection (journaled by this process), and those an earlier
+        #: process left (whose connections are unknown until read)
+        self._waiting: dict[str, int] = {}
+        self._resumed = 0
         self._wake = asyncio.Event()
         self._changed = asyncio.Condition()
         self._slots = asyncio.Semaphore(CONCURRENCY)
@@ -86,7 +91,7 @@ class Interpreter:
 
     async def start(self) -> None:
         """Resume what an earlier process journaled and did not interpret (a crash)."""
-        self.backlog = await self._store.journal.count()
+        self.backlog = self._resumed = await self._store.journal.count()
         metrics.JOURNAL_BACKLOG.set(self.backlog)
         self._task = asyncio.create_task(self._run(), name="journal-interpreter")
         self._wake.set()
@@ -111,6 +116,7 @@ class Interpreter:
                 await self._changed.wait_for(lambda: self.backlog < self.max_backlog)
         self.backlog += 1
         self.journaled += 1
+        self._waiting[connection.id] = self._waiting.get(connection.id, 0) + 1
         metrics.JOURNAL_BACKLOG.set(self.backlog)
         try:
             await self._store.journal.append(
@@ -118,8 +124,23 @@ class Interpreter:
                 tuple(request.query.items()), int(request.received_at.timestamp() * 1000))
         except BaseException:
             self.backlog -= 1
+            self._forget(connection.id)
             raise
         self._wake.set()
+
+    def waiting(self, connection_id: str) -> bool:
+        """Whether a request of this connection may still wait to be interpreted: a later one
+        must then be journaled too, or it could overtake it."""
+        return self._resumed > 0 or connection_id in self._waiting
+
+    def _forget(self, connection_id: str) -> None:
+        left = self._waiting.get(connection_id, 0) - 1
+        if left > 0:
+            self._waiting[connection_id] = left
+        elif left == 0:
+            del self._waiting[connection_id]
+        else:
+            self._resumed = max(0, self._resumed - 1)
 
     async def drain(self) -> None:
         """Return once nothing waits (before an erasure, in tests)."""
@@ -149,7 +170,8 @@ class Interpreter:
                     await asyncio.sleep(1.0)
                     continue
                 busy = self.journaled != arrived  # webhooks came in while this round ran
-                give_way = YIELD * max(0.0, 1.0 - self.backlog / YIELD_UNTIL) if busy else 0.0
+                lag = time.time() - entries[-1].received_at / 1000  # what is left is younger
+                give_way = YIELD * max(0.0, 1.0 - lag / MAX_LAG) if busy else 0.0
                 await asyncio.sleep((time.monotonic() - started) * give_way)
 
     async def _round(self, entries: list[JournalEntry]) -> None:
@@ -193,6 +215,8 @@ class Interpreter:
         if failed:
             raise failed[0]
         await self._store.journal.done([e.id for e in entries])
+        for entry in entries:
+            self._forget(entry.connection_id)
         async with self._changed:
             self.backlog = max(0, self.backlog - len(entries))
             metrics.JOURNAL_BACKLOG.set(self.backlog)
@@ -242,4 +266,4 @@ class Interpreter:
         log.warning("a journaled webhook could not be interpreted", extra={"plugin": plugin, "error": reason})
 
 
-__all__ = ["BATCH", "CONCURRENCY", "MAX_BACKLOG", "YIELD", "YIELD_UNTIL", "Interpreter"]
+__all__ = ["BATCH", "CONCURRENCY", "MAX_BACKLOG", "MAX_LAG", "YIELD", "Interpreter"]

@@ -43,6 +43,7 @@ async def journal_rows(h: Harness) -> int:
 
 
 async def test_events_of_one_call_keep_their_order_through_the_journal(demo: Harness) -> None:
+    demo.gw.ingest.inline_limit = 0  # every webhook journaled, as under a burst
     states = ("ringing", "answered", "ended")
     for i in range(30):
         for state in states:
@@ -133,6 +134,7 @@ async def test_a_full_journal_makes_new_webhooks_wait_for_room(gateway_harness: 
     await h.create_tenant("acme")
     conn = await h.connect("acme", "gated")
     h.gw.interpreter.max_backlog = 1
+    h.gw.ingest.inline_limit = 0  # every webhook journaled, as under a burst
     json = {"Content-Type": "application/json"}
     first = await h.post_hook("gated", conn["id"], b'{"n":1}', json, settle=False)
     assert first.status == 200  # journaled; its interpretation waits at the gate
@@ -147,6 +149,7 @@ async def test_a_full_journal_makes_new_webhooks_wait_for_room(gateway_harness: 
 
 
 async def test_an_erasure_includes_what_was_acknowledged_a_moment_before(demo: Harness) -> None:
+    demo.gw.ingest.inline_limit = 0
     raw = body("e1")
     resp = await demo.post_hook("demo", demo.connection_id, raw, headers(raw), settle=False)
     assert resp.status == 200
@@ -156,8 +159,39 @@ async def test_an_erasure_includes_what_was_acknowledged_a_moment_before(demo: H
     assert (await demo.gw.store.db.all("SELECT COUNT(*) FROM events"))[0][0] == 0
 
 
+async def test_a_quiet_gateway_interprets_a_webhook_before_its_answer(demo: Harness) -> None:
+    raw = body("q1")
+    resp = await demo.post_hook("demo", demo.connection_id, raw, headers(raw), settle=False)
+    assert resp.status == 200
+    assert demo.gw.interpreter.journaled == 0 and await journal_rows(demo) == 0
+    assert (await demo.gw.store.db.all("SELECT COUNT(*) FROM events"))[0][0] == 1  # stored before the 200
+
+
+async def test_a_burst_is_journaled_and_a_connection_with_waiting_requests_stays_on_the_journal(
+        gateway_harness: Any) -> None:
+    plugin = GatedPlugin()
+    h = await gateway_harness(plugins=[("gated", plugin)])
+    await h.create_tenant("acme")
+    first, other = (await h.connect("acme", "gated"))["id"], (await h.connect("acme", "gated"))["id"]
+    json = {"Content-Type": "application/json"}
+    h.gw.ingest.inline_limit = 0  # as if a burst were being interpreted inline right now
+    assert (await h.post_hook("gated", first, b'{"n":1}', json, settle=False)).status == 200
+    h.gw.ingest.inline_limit = 32  # the burst is over, but n1 still waits at the gate
+    assert (await h.post_hook("gated", first, b'{"n":2}', json, settle=False)).status == 200
+    assert h.gw.interpreter.journaled == 2  # n2 may not overtake n1: journaled behind it
+    inline = asyncio.ensure_future(h.post_hook("gated", other, b'{"n":3}', json, settle=False))
+    await asyncio.sleep(0.3)
+    assert not inline.done() and h.gw.interpreter.journaled == 2  # nothing waits for it: inline
+    plugin.source.gate.set()
+    assert (await inline).status == 200
+    await h.recorder.wait_for(3)
+    ours = [e.event_id for e in h.recorder.events if e.connection_id == first]
+    assert ours == ['{"n":1}', '{"n":2}']
+
+
 @pytest.mark.parametrize("secret, status", [("wrong-secret-value", 401), (SECRET, 200)])
 async def test_the_check_comes_before_the_journal(demo: Harness, secret: str, status: int) -> None:
+    demo.gw.ingest.inline_limit = 0
     raw = body("e1")
     resp = await demo.post_hook("demo", demo.connection_id, raw,
                                 {"Content-Type": "application/json", "X-Demo-Signature": sign(secret, raw)},
