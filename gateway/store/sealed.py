@@ -7,7 +7,8 @@ longer open; so they are spelled once, here, and the backends only move the byte
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -111,6 +112,23 @@ def seal_record(keys: TenantKeys, plugin: str, kind: str, rkey: str, key: str, v
 def open_record(keys: TenantKeys, plugin: str, kind: str, rkey: str, blob: bytes) -> tuple[str, Any]:
     d = orjson.loads(keys.decrypt("records", "data", f"{plugin}\x1f{kind}\x1f{rkey}", blob))
     return d["key"], d["data"]
+
+
+#: Records opened between two turns of the event loop: a find that returns thousands (a sweep
+#: over every pending call) must not hold up webhooks for the whole of its decryption.
+OPEN_BATCH = 200
+
+
+async def open_records(keys: TenantKeys, plugin: str, kind: str,
+                       rows: Iterable[Any]) -> list[tuple[str, Any]]:
+    """:func:`open_record` for each ``(record_key, blob)`` row, giving way every
+    :data:`OPEN_BATCH` rows."""
+    opened: list[tuple[str, Any]] = []
+    for n, row in enumerate(rows, 1):
+        opened.append(open_record(keys, plugin, kind, row[0], row[1]))
+        if n % OPEN_BATCH == 0:
+            await asyncio.sleep(0)
+    return opened
 
 
 # --- click-to-call --------------------------------------------------------------------------------

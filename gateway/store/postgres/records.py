@@ -9,7 +9,7 @@ import asyncpg
 
 from ..common import phone_key
 from ..queued import QueuedRecords
-from ..sealed import index_key, open_record, record_key
+from ..sealed import index_key, open_record, open_records, record_key
 from .database import PostgresDatabase, count
 
 #: (tenant, plugin, kind, record key): a record's identity in SQL
@@ -91,7 +91,7 @@ class PostgresRecords:
         rows = await self._db.all(
             "SELECT record_key, data FROM records WHERE tenant=$1 AND plugin=$2 AND kind=$3 "
             "AND ($4::text IS NULL OR index_key=$4) ORDER BY created_at", tenant, plugin, kind, ikey)
-        return [open_record(keys, plugin, kind, r[0], r[1]) for r in rows]
+        return await open_records(keys, plugin, kind, rows)
 
     async def delete(self, tenant: str, plugin: str, kind: str, key: str | None = None) -> int:
         keys = await self._db.keys(tenant)

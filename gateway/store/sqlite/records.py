@@ -10,6 +10,7 @@ from ..common import phone_key
 from ..queued import QueuedRecords
 from ..sealed import index_key
 from ..sealed import open_record as _open
+from ..sealed import open_records
 from ..sealed import record_key as _record_key
 from .database import SQLiteDatabase
 
@@ -87,7 +88,7 @@ class SQLiteRecords:
             rows = self._db.lookup_all(sql + " AND index_key=? ORDER BY created_at", args)
         else:
             rows = await self._db.all(sql + " ORDER BY created_at", args)
-        return [_open(keys, plugin, kind, r[0], r[1]) for r in rows]
+        return await open_records(keys, plugin, kind, rows)
 
     async def delete(self, tenant: str, plugin: str, kind: str, key: str | None = None) -> int:
         keys = await self._db.keys(tenant)

@@ -111,3 +111,20 @@ async def test_retention_purges_call_records_and_their_phones(store: Store) -> N
     assert counts["records"] == 1
     assert await store.records.get("acme", "p", "call", "c1") is None
     assert await store.records.by_phone("acme", REMOTE) == [("p", "settings", "s", 2)]
+
+
+async def test_a_find_of_thousands_gives_way_to_webhooks_while_it_decrypts(store: Store) -> None:
+    await store.tenants.create("acme")
+    for n in range(1000):
+        await store.records.put("acme", "p", "call", f"call-{n}", {"n": n}, index="pending")
+    await store.records.find("acme", "p", "call", "nothing")  # whatever was queued is written now
+    ran = asyncio.Event()
+
+    async def webhook() -> None:
+        ran.set()
+
+    waiting = asyncio.ensure_future(webhook())
+    found = await store.records.find("acme", "p", "call", "pending")
+    assert ran.is_set()  # it ran in between, not after all 1,000 were opened
+    assert sorted(v["n"] for _, v in found) == list(range(1000))
+    await waiting
