@@ -14,6 +14,7 @@ requests never overtake each other between the two paths.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -45,6 +46,10 @@ class Ingest:
         #: see :data:`INLINE_LIMIT` (0: a deferred source's webhooks are always journaled)
         self.inline_limit = INLINE_LIMIT
         self._inline = 0
+        #: webhooks being interpreted before their answer, per connection, and what waits for
+        #: a connection to have none (:meth:`settled`)
+        self._inline_by: dict[str, int] = {}
+        self._idle: dict[str, asyncio.Event] = {}
 
     async def accept(self, connection: Connection, request: WebhookRequest) -> int | None:
         """The webhook path after the HTTP checks: verify and parse, then store durably.
@@ -61,6 +66,7 @@ class Ingest:
             await interpreter.journal(connection, request)
             return None
         self._inline += 1
+        self._inline_by[connection.id] = self._inline_by.get(connection.id, 0) + 1
         try:
             events = await source.receive(ctx, connection, request)
             if not events:
@@ -69,6 +75,17 @@ class Ingest:
             return await self.store(connection, events, received_at=request.received_at)
         finally:
             self._inline -= 1
+            left = self._inline_by.pop(connection.id) - 1
+            if left:
+                self._inline_by[connection.id] = left
+            elif (idle := self._idle.pop(connection.id, None)) is not None:
+                idle.set()
+
+    async def settled(self, connection_id: str) -> None:
+        """Return once no webhook of the connection is being interpreted before its answer.
+        The journal calls it before interpreting: its entries arrived after those."""
+        if connection_id in self._inline_by:
+            await self._idle.setdefault(connection_id, asyncio.Event()).wait()
 
     def _journal_for(self, source: Source, connection: Connection) -> Interpreter | None:
         """The journal this webhook goes to, or ``None`` to interpret it now (see the module)."""

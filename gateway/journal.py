@@ -244,6 +244,7 @@ class Interpreter:
                      source: Source, request: WebhookRequest) -> asyncio.Task[int] | None:
         if earlier:
             await asyncio.wait(earlier)
+        await self._ingest.settled(connection.id)  # interpreted before their answer, and earlier
         async with self._slots:
             return await self._interpret(connection, source, request)
 

@@ -265,3 +265,60 @@ async def test_requests_of_one_call_stay_in_order_and_other_calls_run_meanwhile(
         assert all(end[a] < start[b] for a in range(b)) and all(end[b] < start[z] for z in range(b + 1, len(calls)))
     assert source.most_at_once > 1  # different calls were interpreted at the same time
     assert await journal_rows(h) == 0
+
+
+class Paced(Source):
+    """A deferred source whose check or receive of request ``n`` waits for ``gates[(step, n)]``."""
+
+    name = "paced"
+    content_types = frozenset({"application/json"})
+    deferred = True
+
+    def __init__(self) -> None:
+        self.gates: dict[tuple[str, int], asyncio.Event] = {}
+        self.log: list[tuple[str, int]] = []
+
+    async def check(self, ctx: PluginContext, connection: Connection, request: WebhookRequest) -> None:
+        n = orjson.loads(request.body)["n"]
+        if ("check", n) in self.gates:
+            await self.gates["check", n].wait()
+
+    async def receive(self, ctx: PluginContext, connection: Connection,
+                      request: WebhookRequest) -> Sequence[CallEvent]:
+        n = orjson.loads(request.body)["n"]
+        self.log.append(("start", n))
+        if ("receive", n) in self.gates:
+            await self.gates["receive", n].wait()
+        self.log.append(("end", n))
+        return []
+
+
+async def paced_gateway(gateway_harness: Any) -> tuple[Harness, Paced, str]:
+    source = Paced()
+
+    class Plugin:
+        @hookimpl
+        def register_sources(self, register: Any) -> None:
+            register(source)
+
+    h = await gateway_harness(plugins=[("paced", Plugin())])
+    await h.create_tenant("acme")
+    return h, source, (await h.connect("acme", "paced"))["id"]
+
+
+async def test_a_journaled_request_waits_for_its_connections_requests_interpreted_before_their_answer(
+        gateway_harness: Any) -> None:
+    h, source, conn = await paced_gateway(gateway_harness)
+    json = {"Content-Type": "application/json"}
+    source.gates["receive", 1] = asyncio.Event()
+    first = asyncio.ensure_future(h.post_hook("paced", conn, b'{"n":1}', json, settle=False))  # inline
+    await asyncio.sleep(0.1)
+    h.gw.ingest.inline_limit = 0  # a burst begins: the next one is journaled
+    assert (await h.post_hook("paced", conn, b'{"n":2}', json, settle=False)).status == 200
+    await asyncio.sleep(0.3)
+    assert source.log == [("start", 1)]  # n2 is not interpreted while n1 is
+    source.gates["receive", 1].set()
+    assert (await first).status == 200
+    await h.gw.interpreter.drain()
+    assert source.log == [("start", 1), ("end", 1), ("start", 2), ("end", 2)]
+
