@@ -95,7 +95,6 @@ class Gateway:
         self.activity = WebhookActivity(self.store.connections)
         self._http: aiohttp.ClientSession | None = None
         self._background: list[asyncio.Task[None]] = []
-        self._background_started = False
         self.started = False
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -145,7 +144,7 @@ class Gateway:
 
     async def close(self) -> None:
         """Stop background work, park deliveries, let plugins shut down, close the store."""
-        self._background_started = bool(self._background)
+        background = bool(self._background)  # the audit head is logged where it was at start
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -160,7 +159,7 @@ class Gateway:
             log.error("could not write the last webhook times", extra={"error": type(exc).__name__})
         try:
             await self.host.call_each("shutdown")
-            if self._background_started:
+            if background:
                 await self.audit.log_head()
         finally:
             if self._http is not None:

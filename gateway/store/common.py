@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
 import orjson
 
 from ..events import ANONYMOUS
+from ..models import Connection
 from .crypto import TenantKeys
 
 
@@ -70,3 +71,12 @@ def open_journal(keys: TenantKeys, row_id: int, tenant: str, connection_id: str,
     return JournalEntry(row_id, tenant, connection_id, received_at, body,
                         tuple((str(k), str(v)) for k, v in headers), str(content_type),
                         tuple((str(k), str(v)) for k, v in query))
+
+
+def updated_connection(current: Connection, settings: dict[str, Any] | None, status: str | None,
+                       reason: str | None) -> Connection:
+    """``current`` as ``Connections.update`` leaves it: what is given replaces what was, and a
+    new status replaces the reason with its own (``None`` included)."""
+    return replace(current, settings=current.settings if settings is None else dict(settings),
+                   status=current.status if status is None else status,
+                   status_reason=reason if status is not None else current.status_reason)

@@ -14,7 +14,7 @@ import asyncpg
 
 from ...errors import NotFound
 from ...models import Connection, SinkBinding
-from ..common import ms_to_dt, now_ms
+from ..common import ms_to_dt, now_ms, updated_connection
 from ..sealed import open_settings, seal_settings
 from .database import PostgresDatabase, count
 
@@ -81,19 +81,16 @@ class PostgresConnections:
         if current is None:
             raise NotFound("unknown connection")
         keys = await self._db.keys(current.tenant)
-        new_settings = current.settings if settings is None else dict(settings)
-        new_status = current.status if status is None else status
-        new_reason = reason if status is not None else current.status_reason
-        sealed = seal_settings(keys, "connections", connection_id, new_settings)
+        updated = updated_connection(current, settings, status, reason)
+        sealed = seal_settings(keys, "connections", connection_id, updated.settings)
 
         async def job(conn: asyncpg.Connection) -> None:
             await conn.execute("UPDATE connections SET settings=$1, status=$2, status_reason=$3 WHERE id=$4",
-                               sealed, new_status, new_reason, connection_id)
+                               sealed, updated.status, updated.status_reason, connection_id)
             await self._db.notify(conn, current.tenant)
         await self._db.write(job)
         self._cache.pop(connection_id, None)
-        return Connection(current.id, current.tenant, current.plugin, new_settings,
-                          new_status, new_reason, current.created_at)
+        return updated
 
     async def delete(self, connection_id: str) -> None:
         async def job(conn: asyncpg.Connection) -> None:

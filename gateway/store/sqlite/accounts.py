@@ -9,7 +9,7 @@ from typing import Any
 
 from ...errors import NotFound
 from ...models import Connection, SinkBinding
-from ..common import ms_to_dt, now_ms
+from ..common import ms_to_dt, now_ms, updated_connection
 from ..sealed import open_settings, seal_settings
 from .database import SQLiteDatabase
 
@@ -78,17 +78,13 @@ class SQLiteConnections:
         if current is None:
             raise NotFound("unknown connection")
         keys = await self._db.keys(current.tenant)
-        new_settings = current.settings if settings is None else dict(settings)
-        new_status = current.status if status is None else status
-        new_reason = reason if status is not None else current.status_reason
-        sealed = seal_settings(keys, "connections", connection_id, new_settings)
+        updated = updated_connection(current, settings, status, reason)
+        sealed = seal_settings(keys, "connections", connection_id, updated.settings)
 
         def job(conn: sqlite3.Connection) -> None:
             conn.execute("UPDATE connections SET settings=?, status=?, status_reason=? WHERE id=?",
-                         (sealed, new_status, new_reason, connection_id))
+                         (sealed, updated.status, updated.status_reason, connection_id))
         await self._db.w.submit(job)
-        updated = Connection(current.id, current.tenant, current.plugin, new_settings,
-                             new_status, new_reason, current.created_at)
         self._cache[connection_id] = updated
         return updated
 
