@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_postgres_tests_fail_in_one_line_when_the_server_is_unreachable(tmp_path: Path) -> None:
     env = {**os.environ, "CALLGATE_TEST_POSTGRES": "postgresql://127.0.0.1:1/postgres"}
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "postgres",
+    # -rN: no short summary, whose lines repeat the reason only where the terminal (COLUMNS) is wide
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rN", "-p", "no:cacheprovider", "-m", "postgres",
                           "tests/store/contract/test_leases.py", "tests/fleet/test_at_rest.py"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 1, out.stdout[-2000:]
