@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
+import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -78,8 +80,9 @@ NUMBER_CACHE_SECONDS = 60.0
 NUMBER_CACHE_SIZE = 4096
 #: Longer inputs are never cached: no phone number is this long, and keys stay small.
 _CACHEABLE_LENGTH = 64
-#: (region, raw input) -> (expiry, result); insertion order is expiry order
-_number_cache: OrderedDict[tuple[str | None, str], tuple[float, str | None]] = OrderedDict()
+_cache_key = secrets.token_bytes(16)
+#: keyed digest of (region, raw input) -> (expiry, result); insertion order is expiry order
+_number_cache: OrderedDict[bytes, tuple[float, str | None]] = OrderedDict()
 
 
 def forget_numbers() -> None:
@@ -96,25 +99,27 @@ def normalize_number(raw: str | None, region: str | None = "DE") -> str | None:
 
     Results are cached briefly (:data:`NUMBER_CACHE_SECONDS`, at most
     :data:`NUMBER_CACHE_SIZE` entries, inputs of at most 64 characters), because a call's
-    events carry the same numbers: the cache holds numbers as any call state does, and
-    :func:`forget_numbers` empties it on erasure and uninstall.
+    events carry the same numbers. The cache is keyed by a keyed digest of the input, never
+    by the raw text; :func:`forget_numbers` empties it on erasure and uninstall.
     """
     if raw is None:
         return None
-    key = (region, raw)
+    if len(raw) > _CACHEABLE_LENGTH:
+        return _normalize(raw, region)
+    key = hashlib.blake2b(f"{region}\x1f{raw}".encode("utf-8", "surrogatepass"),
+                          key=_cache_key, digest_size=16).digest()
     now = time.monotonic()
     hit = _number_cache.get(key)
     if hit is not None and hit[0] > now:
         return hit[1]
     result = _normalize(raw, region)
-    if len(raw) <= _CACHEABLE_LENGTH:
-        cache = _number_cache
-        while cache:  # expire from the front: entries are appended in expiry order
-            first = next(iter(cache))
-            if cache[first][0] > now and len(cache) < NUMBER_CACHE_SIZE:
-                break
-            del cache[first]
-        cache[key] = (now + NUMBER_CACHE_SECONDS, result)
+    cache = _number_cache
+    while cache:  # expire from the front: entries are appended in expiry order
+        first = next(iter(cache))
+        if cache[first][0] > now and len(cache) < NUMBER_CACHE_SIZE:
+            break
+        del cache[first]
+    cache[key] = (now + NUMBER_CACHE_SECONDS, result)
     return result
 
 

@@ -90,11 +90,13 @@ def test_stamped_copies_without_touching_the_original():
     assert ev.tenant == "" and stamped.event_id == ev.event_id
 
 
-def test_the_number_cache_is_bounded_and_keeps_no_long_input(monkeypatch):
+def test_the_number_cache_holds_no_raw_input_and_is_bounded(monkeypatch):
     events.forget_numbers()
     assert normalize_number("0221 1234 5678") == "+4922112345678"
     assert normalize_number("0221 1234 5678") == "+4922112345678"  # a hit
     assert len(events._number_cache) == 1
+    (key, (_expiry, value)), = events._number_cache.items()
+    assert isinstance(key, bytes) and len(key) == 16 and b"1234" not in key  # a keyed digest
     long_input = "0" + "1" * 10_000  # signed input may carry anything: never a cache key
     assert normalize_number(long_input) == long_input and len(events._number_cache) == 1
     monkeypatch.setattr(events, "NUMBER_CACHE_SIZE", 50)
