@@ -46,18 +46,32 @@ CORE_SETTINGS: dict[str, tuple[str, str | None, str]] = {
 }
 
 
+#: Query parameters of a database URL that hold a secret (asyncpg reads both).
+_SECRET_PARAMS = frozenset({"password", "sslpassword"})
+
+
 def public_dsn(database: str) -> str:
-    """``GATEWAY_DATABASE`` as it may be shown: a URL's password replaced by ``***``."""
+    """``GATEWAY_DATABASE`` as it may be shown: a URL's password, in the address or in the
+    query, replaced by ``***``; a URL that cannot be parsed is not shown at all."""
     if "://" not in database:
         return database
-    parts = urlsplit(database)
-    if parts.password is None:
-        return database
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{f'[{host}]' if ':' in host else host}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    try:
+        parts = urlsplit(database)
+        query = "&".join(_public_param(pair) for pair in parts.query.split("&") if pair)
+        if parts.password is None:
+            return urlunsplit(parts._replace(query=query))
+        host = parts.hostname or ""
+        netloc = f"{parts.username or ''}:***@{f'[{host}]' if ':' in host else host}"
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+    except ValueError:
+        return "<a database URL that cannot be parsed>"
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _public_param(pair: str) -> str:
+    name = pair.split("=", 1)[0]
+    return f"{name}=***" if name.lower() in _SECRET_PARAMS else pair
 
 
 def _is_secret(name: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.config import Config
+from gateway.config import Config, public_dsn
 from gateway.errors import ConfigError
 
 
@@ -44,3 +44,12 @@ def test_bad_values_are_config_errors(env):
 
 def test_shorter_retention_is_allowed():
     assert Config.load({"GATEWAY_RETENTION_DAYS": "2"}).retention_days == 2
+
+
+def test_a_database_url_is_shown_without_its_passwords():
+    assert public_dsn("postgresql://u:hunter2@db:5432/gw") == "postgresql://u:***@db:5432/gw"
+    shown = public_dsn("postgresql://u@db/gw?sslmode=require&password=hunter2&sslpassword=s3cret")
+    assert shown == "postgresql://u@db/gw?sslmode=require&password=***&sslpassword=***"
+    assert public_dsn("postgresql://db/gw") == "postgresql://db/gw" and public_dsn("data/gw.db") == "data/gw.db"
+    for broken in ("postgresql://u:hunter2@db:port/gw", "postgresql://[::1/gw?password=hunter2"):
+        assert "hunter2" not in public_dsn(broken) and "cannot be parsed" in public_dsn(broken)

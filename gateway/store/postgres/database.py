@@ -101,7 +101,7 @@ class PostgresDatabase:
             await writer.start()
             self.writer = writer
             await self._listen()
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (OSError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             await self.close()
             raise StoreError(f"cannot open the PostgreSQL database {public_dsn(self.dsn)}: "
                              f"{why(exc)}") from None

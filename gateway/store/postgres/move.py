@@ -70,7 +70,7 @@ async def copy_sqlite(path: str, dsn: str, keyring: MasterKeyring, progress: Pro
         _check_keys(source, keyring)
         try:
             target = await asyncpg.connect(dsn, server_settings={"application_name": "callgate-migrate"})
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (OSError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StoreError(f"cannot open the PostgreSQL database {public_dsn(dsn)}: {why(exc)}") from None
         try:
             await migrate(target)
