@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from .config import Config, public_dsn
+from .config import Config, is_postgres, public_dsn
 from .errors import ConfigError, GatewayError
 from .privacy.rights import OPERATIONS
 
@@ -381,7 +381,6 @@ def cmd_migrate(config: Config, args: argparse.Namespace) -> int:
     """Copy the SQLite installation (``GATEWAY_DATABASE``) into an empty PostgreSQL database,
     ciphertexts as they are, while no gateway serves the SQLite one; then count both sides."""
     from .store.crypto import MasterKeyring
-    from .store.postgres import is_postgres
     from .store.postgres.move import copy_sqlite
     from .store.sqlite import SQLiteDatabase
 

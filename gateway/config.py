@@ -46,6 +46,15 @@ CORE_SETTINGS: dict[str, tuple[str, str | None, str]] = {
 }
 
 
+#: ``GATEWAY_DATABASE`` prefixes that name a PostgreSQL server instead of a SQLite file.
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres(database: str) -> bool:
+    """``GATEWAY_DATABASE`` names a PostgreSQL server (a URL), not a SQLite file."""
+    return database.startswith(POSTGRES_SCHEMES)
+
+
 #: Query parameters of a database URL that hold a secret (asyncpg reads both).
 _SECRET_PARAMS = frozenset({"password", "sslpassword"})
 

@@ -8,10 +8,10 @@ import secrets
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
+from ..config import is_postgres
 from . import protocols
 from .crypto import DecryptError, MasterKeyring, generate_master_key
 from .records import DeadLetter, PendingDelivery
-from .postgres import PostgresStore, is_postgres
 from .sqlite import SQLiteStore
 
 #: What the core codes against: any backend implementing the store protocols.
@@ -22,6 +22,7 @@ def open_store(database: str, keyring: MasterKeyring) -> Store:
     """The backend for ``GATEWAY_DATABASE``: a ``postgresql://`` URL is the PostgreSQL store
     (several gateway processes may serve it), a path the embedded SQLite store."""
     if is_postgres(database):
+        from .postgres import PostgresStore  # asyncpg is loaded only by those who use it
         return PostgresStore(database, keyring)
     return SQLiteStore(database, keyring)
 

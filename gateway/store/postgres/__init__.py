@@ -14,7 +14,7 @@ from .accounts import PostgresConnections, PostgresSinks
 from .audit import PostgresAudit
 from .clicktocall import PostgresClickToCall
 from ...config import public_dsn
-from .database import PostgresDatabase, is_postgres
+from .database import PostgresDatabase
 from .events import PostgresEvents
 from .fleet import PostgresFleet
 from .journal import PostgresJournal
@@ -86,4 +86,4 @@ if TYPE_CHECKING:
 
     _implements: type[Store] = PostgresStore
 
-__all__ = ["PostgresStore", "is_postgres", "public_dsn"]
+__all__ = ["PostgresStore"]

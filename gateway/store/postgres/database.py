@@ -38,13 +38,6 @@ CHANNEL = "callgate_cache"
 #: The database's clock in milliseconds since the epoch: leases of processes on different
 #: machines must agree on what "expired" means.
 NOW_MS = "(extract(epoch from clock_timestamp()) * 1000)::bigint"
-SCHEMES = ("postgresql://", "postgres://")
-
-
-def is_postgres(database: str) -> bool:
-    return database.startswith(SCHEMES)
-
-
 class TenantRows(Protocol):
     """A part that keeps rows or cached values of tenants: tenant removal goes through it."""
 
