@@ -399,8 +399,11 @@ class Reconciliation:
             await self._save(connection, state)
             say("first reconciliation of this connection: calls from now on are compared")
             return ReconcileResult()
-        start = max(since or _from_ms(state.get("until")) or now,
-                    self.floor(connection, state, now, await self.erased_at(connection)))
+        previous = _from_ms(state.get("until"))
+        floor = self.floor(connection, state, now, await self.erased_at(connection))
+        start = max(since or previous or now, floor)
+        # a --since beyond what was read leaves a gap: the position stays, so it is read later
+        gap = previous is not None and start > max(previous, floor)
         until = now - SETTLE
         state["last_try"] = _ms(now)
         if self._gw.interpreter.running:
@@ -425,9 +428,9 @@ class Reconciliation:
             log.warning("reconciliation failed", extra={"plugin": connection.plugin, "connection": connection.id,
                                                         "error": type(exc).__name__, "failures": failures})
             raise ReconcileFailed(f"reconciliation failed ({type(exc).__name__}); it is retried") from None
-        previous = _from_ms(state.get("until"))
-        state.update(until=_ms(max(until, previous) if previous else until), last_ok=_ms(now), failures=0,
-                     next_try=0, requested=False, error=None)
+        if not gap:
+            state["until"] = _ms(max(until, previous) if previous else until)
+        state.update(last_ok=_ms(now), failures=0, next_try=0, requested=False, error=None)
         await self._save(connection, state)
         metrics.RECONCILIATIONS.labels(connection.plugin, "ok").inc()
         metrics.RECONCILED.labels(connection.plugin).inc(result.created)
@@ -448,8 +451,9 @@ class Reconciliation:
 
     async def run_due(self, plugin: str, every: float) -> int:
         """The periodic round of one plugin: every connection that is due (all of them in the
-        first round of this process), one at a time; a connection another process holds is
-        left to it. Updates the plugin's gauges. Returns how many ran."""
+        first round of this process, also those backing off: a start may follow an outage), one
+        at a time; a connection another process holds is left to it. Updates the plugin's
+        gauges. Returns how many ran."""
         first = plugin not in self._started
         self._started.add(plugin)
         ran = 0

@@ -237,6 +237,17 @@ async def test_the_task_runs_everything_first_then_what_is_due(listing: Any) -> 
     assert await view.run_due(900) == 0  # a broken connection waits for its credentials
 
 
+async def test_a_since_beyond_what_was_read_leaves_the_gap_to_be_read(listing: Any) -> None:
+    h = listing
+    read_until = utcnow() - timedelta(hours=3)
+    await put(h, origin=ms(utcnow() - timedelta(hours=5)), until=ms(read_until))
+    await h.gw.reconciliation.run(h.conn, since=utcnow() - timedelta(hours=1))
+    assert (await state(h))["until"] == ms(read_until)  # the two hours before --since are not read yet
+    await h.gw.reconciliation.run(h.conn)
+    assert ms(h.source.windows[-1][0]) == ms(read_until)
+    assert (await state(h))["until"] == ms(h.source.windows[-1][1])
+
+
 async def test_one_process_at_a_time_per_connection(listing: Any) -> None:
     h = listing
     async with h.context("listing").storage("acme").lease(f"reconcile:{h.conn.id}"):
