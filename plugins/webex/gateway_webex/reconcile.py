@@ -51,7 +51,7 @@ from gateway import (
 from . import accounts, session
 from .accounts import NeedsLogin
 from . import parse
-from .parse import CallSnapshot, MalformedNotification
+from .parse import OUTBOUND_PERSONALITIES, CallSnapshot, MalformedNotification
 
 SLACK = timedelta(seconds=180)
 #: A received or missed call's record is its answer or end: the call began up to this before.
@@ -300,7 +300,9 @@ async def claim(ctx: PluginContext, connection: Connection, snap: CallSnapshot,
     if snap.remote_internal or snap.remote_number is None:
         return None
     when = snap.created or snap.event_time or received_at
-    found = await ctx.reconcile.claim(connection, snap.remote_number, when, slack=SLACK)
+    # a session going the other way (the agent calling back) is another call
+    direction = Direction.OUTBOUND if snap.personality in OUTBOUND_PERSONALITIES else Direction.INBOUND
+    found = await ctx.reconcile.claim(connection, snap.remote_number, when, slack=SLACK, direction=direction)
     if found is None:
         return None
     key, value = found

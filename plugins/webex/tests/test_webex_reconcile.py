@@ -157,6 +157,21 @@ async def test_a_late_delivery_of_a_reconciled_call_adds_no_second_call(gateway_
     assert len(ended(await w.h.recorder.wait_for(5))) == 2
 
 
+async def test_the_agent_calling_back_soon_after_a_reconciled_missed_call_makes_a_call_of_its_own(
+        gateway_harness, fake_webex, no_settle):
+    w = await logged_in(gateway_harness, fake_webex)
+    at = (utcnow() - timedelta(minutes=10)).replace(microsecond=0)
+    w.fake.history["*"] = [record("missed", at)]
+    assert (await run(w)).created == 1
+    [missed] = await w.h.recorder.wait_for(1)
+    assert missed.direction is Direction.INBOUND
+    callback = [(event, {**data, "personality": "originator"})
+                for event, data in answered_call(at + timedelta(seconds=150), session=new_session())]
+    assert await w.sequence(callback) == [200, 200, 200]  # within the 3 minutes' slack of the missed call
+    calls = ended(await w.h.recorder.wait_for(4))
+    assert [e.direction for e in calls] == [Direction.INBOUND, Direction.OUTBOUND]
+
+
 async def test_a_call_received_by_webhook_is_not_written_again(gateway_harness, fake_webex, no_settle):
     w = await logged_in(gateway_harness, fake_webex)
     at = (utcnow() - timedelta(minutes=10)).replace(microsecond=0)
