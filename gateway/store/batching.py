@@ -37,7 +37,7 @@ def steps(ordered: list[tuple[str, Any]]) -> list[Step]:
         if kind == "grouped":
             run, row = item
             last = out[-1] if out else None
-            if last is not None and last[0] == "group" and last[1] is run and len(last[2]) < GROUP_ROWS:
+            if last is not None and last[0] == "group" and last[1] == run and len(last[2]) < GROUP_ROWS:
                 last[2].append(row)
             else:
                 out.append(("group", run, [row]))

@@ -19,7 +19,7 @@ from .events import PostgresEvents
 from .fleet import PostgresFleet
 from .journal import PostgresJournal
 from .leases import PostgresLeases
-from .records import PostgresRecords
+from .records import PostgresRecords, nothing
 from .subjects import PostgresSubjects
 from .tenants import PostgresTenants
 from .users import PostgresUsers
@@ -68,17 +68,13 @@ class PostgresStore:
         """Let queued writes land. Nothing else to do: no file of the server ever held a
         person's data in plaintext (it is encrypted before it is sent), and what a removed
         tenant left in dead rows is ciphertext under a destroyed key, reclaimed by vacuum."""
-        await self.db.write(_nothing)
+        await self.db.write(nothing)
 
     def claim_serving(self) -> None:
         """Any number of processes may serve a PostgreSQL store: they share it through the fleet."""
 
     def file_paths(self) -> list[str]:
         return []
-
-
-async def _nothing(conn: object) -> None:
-    """A job that writes nothing."""
 
 
 if TYPE_CHECKING:

@@ -94,6 +94,9 @@ class PostgresDatabase:
             await writer.start()
             self.writer = writer
             await self._listen()
+        except StoreError:  # the database is newer than this gateway: said by migrate
+            await self.close()
+            raise
         except (OSError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             await self.close()
             raise StoreError(f"cannot open the PostgreSQL database {public_dsn(self.dsn)}: "

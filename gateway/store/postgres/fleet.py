@@ -27,13 +27,12 @@ from collections.abc import Iterable, Sequence
 
 from ..records import PendingDelivery
 from ..sealed import pending_delivery
-from .database import PostgresDatabase
+from .database import NOW_MS, PostgresDatabase, count
 
 #: a lane: (sink, call key)
 Lane = tuple[str, str]
 #: the database's clock in seconds, as a float (rate budgets)
 _NOW_S = "extract(epoch from clock_timestamp())"
-_NOW_MS = f"({_NOW_S} * 1000)::bigint"
 
 
 class PostgresFleet:
@@ -72,9 +71,9 @@ class PostgresFleet:
         since = time.monotonic()
         rows = await self._db.coord.fetch(
             "WITH wanted AS (SELECT l.sink, l.call_key FROM lanes l JOIN unnest($1::text[], $2::text[]) "
-            f"AS w(sink, call_key) USING (sink, call_key) WHERE l.expires_at < {_NOW_MS} OR l.owner = $3 "
+            f"AS w(sink, call_key) USING (sink, call_key) WHERE l.expires_at < {NOW_MS} OR l.owner = $3 "
             "ORDER BY l.sink, l.call_key FOR UPDATE OF l SKIP LOCKED) "
-            f"UPDATE lanes l SET owner=$3, expires_at={_NOW_MS} + $4 FROM wanted "
+            f"UPDATE lanes l SET owner=$3, expires_at={NOW_MS} + $4 FROM wanted "
             "WHERE l.sink = wanted.sink AND l.call_key = wanted.call_key RETURNING l.sink, l.call_key",
             [s for s, _ in lanes], [c for _, c in lanes], self.owner, int(self.ttl * 1000))
         return self._hold(((r[0], r[1]) for r in rows), since)
@@ -85,10 +84,10 @@ class PostgresFleet:
         skip = sorted(set(full))
         since = time.monotonic()
         rows = await self._db.coord.fetch(
-            f"WITH free AS (SELECT sink, call_key FROM lanes WHERE expires_at < {_NOW_MS} AND NOT EXISTS "
+            f"WITH free AS (SELECT sink, call_key FROM lanes WHERE expires_at < {NOW_MS} AND NOT EXISTS "
             "(SELECT 1 FROM unnest($1::text[], $2::text[]) AS f(sink, tenant) WHERE f.sink = lanes.sink "
             "AND f.tenant = lanes.tenant) ORDER BY expires_at, sink, call_key LIMIT $3 FOR UPDATE SKIP LOCKED) "
-            f"UPDATE lanes l SET owner=$4, expires_at={_NOW_MS} + $5 FROM free "
+            f"UPDATE lanes l SET owner=$4, expires_at={NOW_MS} + $5 FROM free "
             "WHERE l.sink = free.sink AND l.call_key = free.call_key RETURNING l.sink, l.call_key, l.tenant",
             [s for s, _ in skip], [t for _, t in skip], limit, self.owner, int(self.ttl * 1000))
         self._hold(((r[0], r[1]) for r in rows), since)
@@ -109,7 +108,7 @@ class PostgresFleet:
         wait for the next renewal. Returns how many were renewed."""
         since = time.monotonic()
         rows = await self._db.coord.fetch(
-            f"UPDATE lanes SET expires_at={_NOW_MS} + $2 WHERE (sink, call_key) IN (SELECT sink, call_key "
+            f"UPDATE lanes SET expires_at={NOW_MS} + $2 WHERE (sink, call_key) IN (SELECT sink, call_key "
             "FROM lanes WHERE owner=$1 FOR UPDATE SKIP LOCKED) RETURNING sink, call_key",
             self.owner, int(self.ttl * 1000))
         renewed = {(r[0], r[1]) for r in rows}
@@ -139,7 +138,7 @@ class PostgresFleet:
         status = await self._db.coord.execute(
             "INSERT INTO lanes (sink, call_key, tenant) SELECT DISTINCT sink, call_key, tenant FROM deliveries "
             "WHERE state='pending' ON CONFLICT (sink, call_key) DO NOTHING")
-        return int(status.rsplit(" ", 1)[-1])
+        return count(status)
 
     async def reserve(self, bucket: str, rate: float, burst: int) -> float:
         """Take one request from the fleet's budget ``bucket`` (``rate`` per second, ``burst``
@@ -161,4 +160,4 @@ class PostgresFleet:
     async def sweep_buckets(self, idle: float = 3600.0) -> int:
         """Forget budgets unused for ``idle`` seconds."""
         status = await self._db.coord.execute(f"DELETE FROM rate_buckets WHERE tat < {_NOW_S} - $1", idle)
-        return int(status.rsplit(" ", 1)[-1])
+        return count(status)

@@ -109,7 +109,7 @@ class PostgresRecords:
         pkey = phone_key(keys, phone)
         if pkey is None:
             return []
-        await self._db.write(_nothing)  # records queued before this call land first
+        await self._db.write(nothing)  # records queued before this call land first
         rows = await self._db.all(
             "SELECT r.plugin, r.kind, r.record_key, r.data FROM record_phones p JOIN records r ON "
             "r.tenant = p.tenant AND r.plugin = p.plugin AND r.kind = p.kind AND r.record_key = p.record_key "
@@ -152,5 +152,5 @@ class PostgresRecords:
         self._queued.drop(tenant)
 
 
-async def _nothing(conn: asyncpg.Connection) -> None:
+async def nothing(conn: asyncpg.Connection) -> None:
     """A job that writes nothing: awaiting it waits for what was queued before."""

@@ -22,8 +22,6 @@ T = TypeVar("T")
 #: A write job: runs inside the batch's transaction (in a savepoint of its own).
 Job = Callable[[asyncpg.Connection], Awaitable[Any]]
 IngestFn = Callable[[asyncpg.Connection, list[Any]], Awaitable[Any]]
-#: Writes a group of rows queued by :meth:`PostgresWriter.submit_grouped_nowait`.
-GroupFn = Callable[[asyncpg.Connection, list[tuple[Any, ...]]], Awaitable[None]]
 #: How often a batch that lost a deadlock or a serialization conflict is tried.
 ATTEMPTS = 5
 

@@ -13,14 +13,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from ..batching import GROUP_ROWS, AfterCommit, BatchWriter, Step
+from ..batching import AfterCommit, BatchWriter, Step
 
 #: A write job: runs in the writer thread inside the batch's transaction.
 Job = Callable[[sqlite3.Connection], Any]
 T = TypeVar("T")
 IngestFn = Callable[[sqlite3.Connection, list[Any]], Any]
-#: Writes a group of rows queued by :meth:`GroupCommitWriter.submit_grouped_nowait`.
-GroupFn = Callable[[sqlite3.Connection, list[tuple[Any, ...]]], None]
 
 
 class GroupCommitWriter(BatchWriter):
@@ -94,4 +92,4 @@ class GroupCommitWriter(BatchWriter):
         return value, None
 
 
-__all__ = ["GROUP_ROWS", "AfterCommit", "GroupCommitWriter", "GroupFn", "IngestFn", "Job"]
+__all__ = ["AfterCommit", "GroupCommitWriter", "IngestFn", "Job"]
