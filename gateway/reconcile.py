@@ -53,9 +53,8 @@ KIND = "reconcile"
 ERASED = "erased"
 #: A window ends this long ago: webhooks of calls that just ended may still be on the way.
 SETTLE = timedelta(seconds=120)
-#: Default schedule (a plugin setting overrides it) and how often the task looks (seconds).
+#: Default schedule in seconds (a plugin setting overrides it).
 DEFAULT_INTERVAL = 900.0
-TICK = 60.0
 #: Back-off of a failing reconciliation: first wait, doubling, at most.
 BACKOFF_BASE = 60.0
 BACKOFF_CAP = 3600.0
@@ -354,8 +353,7 @@ class Reconciliation:
         found = await self._storage(connection).get(KIND, ERASED)
         return _from_ms(found.get("at")) if isinstance(found, dict) else None
 
-    def floor(self, connection: Connection, state: dict[str, Any], now: datetime,
-              erased: datetime | None) -> datetime:
+    def floor(self, state: dict[str, Any], now: datetime, erased: datetime | None) -> datetime:
         """The earliest time a window of the connection may start."""
         retention = timedelta(days=self._gw.config.retention_days)
         margin = min(RETENTION_MARGIN, retention / 4)
@@ -400,7 +398,7 @@ class Reconciliation:
             say("first reconciliation of this connection: calls from now on are compared")
             return ReconcileResult()
         previous = _from_ms(state.get("until"))
-        floor = self.floor(connection, state, now, await self.erased_at(connection))
+        floor = self.floor(state, now, await self.erased_at(connection))
         start = max(since or previous or now, floor)
         # a --since beyond what was read leaves a gap: the position stays, so it is read later
         gap = previous is not None and start > max(previous, floor)

@@ -4,7 +4,6 @@ customer call in several users' histories is one call, rate limits, re-activated
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import time
 import uuid
@@ -81,15 +80,6 @@ async def logged_in(gateway_harness: Any, fake_webex: Any, recorder: RecordingSi
 
 async def run(w: Webex, **kw: Any) -> gateway.ReconcileResult:
     return await w.h.gw.reconciliation.run(await w.h.gw.tenancy.connection(w.connection_id), **kw)
-
-
-async def delivered(w: Webex) -> list[CallEvent]:
-    for _ in range(250):
-        if w.h.gw.dispatcher.depth == 0:
-            break
-        await asyncio.sleep(0.02)
-    await asyncio.sleep(0.05)
-    return w.h.recorder.events
 
 
 def ended(events: list[CallEvent]) -> list[CallEvent]:
