@@ -14,21 +14,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from . import hookimpl
+from . import hookimpl, reconcile
 from .app import create_app
 from .appkeys import GATEWAY
 from .config import Config
 from .context import PluginContext
-from .events import CallEvent
+from .events import CallEvent, CallState
 from .plugins import ENTRY_POINT_GROUP as ENTRY_POINT_GROUP  # re-export for plugin tests
+from .metrics import REGISTRY
+from .reconcile import ReconcileFailed as ReconcileFailed  # re-export: what a failed run raises
 from .runtime import Gateway
 from .sinks import Delivery, Sink
-from .store.crypto import generate_master_key
+from .store.crypto import generate_master_key as generate_master_key  # re-export for plugin tests
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 
@@ -180,6 +183,22 @@ def gateway_harness(tmp_path: Path, aiohttp_client: Any) -> HarnessFactory:
         client = await aiohttp_client(app)
         return Harness(client, sink)
     return start
+
+
+def ended(events: Iterable[CallEvent]) -> list[CallEvent]:
+    """The ``ended`` events among ``events``: one per call written."""
+    return [e for e in events if e.state is CallState.ENDED]
+
+
+def metric(name: str, **labels: str) -> float:
+    """A sample of the gateway's Prometheus registry; 0 when it was never set."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture
+def no_settle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reconciliation windows end now, not two minutes ago: the calls of a test are seconds old."""
+    monkeypatch.setattr(reconcile, "SETTLE", timedelta(0))
 
 
 # --- fuzzing -----------------------------------------------------------------------------

@@ -15,11 +15,9 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict, MultiDict
 
-import gateway.reconcile
-from gateway import CallEvent, CallState, Direction, Outcome, RecordingRef, WebhookRequest, utcnow
-from gateway.metrics import REGISTRY
-from gateway.store.crypto import generate_master_key
-from gateway.testing import RecordingSink
+import gateway
+from gateway import CallState, Direction, Outcome, RecordingRef, WebhookRequest, utcnow
+from gateway.testing import ReconcileFailed, RecordingSink, ended, generate_master_key, metric
 from gateway_placetel import plugin
 from placetel_testdata import (  # noqa: F401 (fixture fake_api)
     API_KEY, CALL_IN, CALLER, CALLER_E164, MOBILE, MOBILE_E164, OURS, OURS_E164, SECRET, account, accepted,
@@ -31,11 +29,6 @@ OTHER_E164 = "+4930123456"
 FOURTH = "0891234567"
 FOURTH_E164 = "+49891234567"
 
-
-@pytest.fixture
-def no_settle(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Windows end now, not two minutes ago: the calls of a test are seconds old."""
-    monkeypatch.setattr(gateway.reconcile, "SETTLE", timedelta(0))
 
 
 def item(ident: int, at: datetime, kind: str = "missed", caller: str = CALLER, duration: int = 0) -> dict[str, Any]:
@@ -80,14 +73,6 @@ async def first_round(h: Any) -> None:
 async def reconcile(h: Any, **kw: Any) -> gateway.ReconcileResult:
     """One run of the connection's reconciliation, as the CLI starts it."""
     return await h.gw.reconciliation.run(await h.gw.tenancy.connection(h.conn["id"]), **kw)
-
-
-def ended(events: list[CallEvent]) -> list[CallEvent]:
-    return [e for e in events if e.state is CallState.ENDED]
-
-
-def metric(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 async def test_calls_while_the_gateway_was_stopped_reach_the_crm_once(gateway_harness, fake_api, no_settle):
@@ -261,7 +246,7 @@ async def test_a_rate_limit_is_waited_out_and_a_long_one_backs_off(gateway_harne
     fake_api.call_list.append(item(9602, utcnow(), caller=MOBILE))
     fake_api.once("GET", "/calls", status=429, json={"error": "slow down"}, headers={"Retry-After": "120"})
     failed = metric("gateway_reconciliations_total", plugin="placetel", outcome="failed")
-    with pytest.raises(gateway.reconcile.ReconcileFailed):
+    with pytest.raises(ReconcileFailed):
         await reconcile(h)
     conn = await h.gw.tenancy.connection(h.conn["id"])
     state = await h.gw.reconciliation.state(conn)

@@ -14,11 +14,9 @@ from typing import Any
 import orjson
 import pytest
 
-import gateway.reconcile
-from gateway import CallEvent, CallState, Direction, Outcome, utcnow
-from gateway.metrics import REGISTRY
-from gateway.store.crypto import generate_master_key
-from gateway.testing import RecordingSink
+import gateway
+from gateway import CallState, Direction, Outcome, utcnow
+from gateway.testing import ReconcileFailed, RecordingSink, ended, generate_master_key, metric
 from gateway_webex import tasks
 from webex_fixtures import (  # noqa: F401 (fixture fake_webex)
     CALLER, ENV, ORG, PERSON, RECORDING_ID, SESSION, SESSION_UUID, TOKEN_RESPONSE, Webex, call_data, fake_webex, login,
@@ -28,11 +26,6 @@ MOBILE = "+4917312345678"
 OTHER = "+4930123456"
 COLLEAGUE = "Y2lzY29zcGFyazovL3VzL1BFT1BMRS9iYjFhMmIzYy0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAwMDI"
 
-
-@pytest.fixture
-def no_settle(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Windows end now, not two minutes ago: the calls of a test are seconds old."""
-    monkeypatch.setattr(gateway.reconcile, "SETTLE", timedelta(0))
 
 
 def iso(at: datetime) -> str:
@@ -80,14 +73,6 @@ async def logged_in(gateway_harness: Any, fake_webex: Any, recorder: RecordingSi
 
 async def run(w: Webex, **kw: Any) -> gateway.ReconcileResult:
     return await w.h.gw.reconciliation.run(await w.h.gw.tenancy.connection(w.connection_id), **kw)
-
-
-def ended(events: list[CallEvent]) -> list[CallEvent]:
-    return [e for e in events if e.state is CallState.ENDED]
-
-
-def metric(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 async def test_calls_while_the_gateway_was_stopped_reach_the_crm_once(gateway_harness, fake_webex, no_settle):
@@ -199,7 +184,7 @@ async def test_rate_limits_are_waited_out_or_back_off(gateway_harness, fake_webe
     assert len(w.fake.requests("GET", "/telephony/calls/history")) == 2
 
     w.fake.script("GET", "/telephony/calls/history", 423, {"message": "locked"}, {"Retry-After": "300"})
-    with pytest.raises(gateway.reconcile.ReconcileFailed):
+    with pytest.raises(ReconcileFailed):
         await run(w)
     conn = await w.h.gw.tenancy.connection(w.connection_id)
     state = await w.h.gw.reconciliation.state(conn)
