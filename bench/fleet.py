@@ -72,7 +72,6 @@ class Receiver:
     def __init__(self, port: int) -> None:
         self.port = port
         self.arrived: dict[str, float] = {}
-        self.requests = 0
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -81,7 +80,6 @@ class Receiver:
     async def _serve(self) -> None:
         async def handle(request: web.Request) -> web.Response:
             body = await request.json()
-            self.requests += 1
             if body["state"] == "ringing":
                 self.arrived.setdefault(body["call"], time.time())
             return web.json_response({"ok": True})
@@ -264,14 +262,16 @@ def table(r: dict[str, Any]) -> str:
     if "skipped" in r:
         return f"fleet: skipped ({r['skipped']})"
     rows = [f"### Replicas (demo shape; end to end at {r['rate']:.0f} calls/s over {r['tenants']} tenants)", "",
-            "| store | replicas | ingest req/s | p50 / p99 ms at half rate | CPU ms per request: gateway + PostgreSQL "
-            "| e2e p50 ms | e2e p99 ms | RSS per replica MB |",
-            "|---|---|---|---|---|---|---|---|"]
+            "| store | replicas | ingest req/s | ÷ first row, same run | p50 / p99 ms at half rate | CPU ms per request: gateway + PostgreSQL "
+            "| e2e p50 ms | e2e p99 ms | ingest errors; e2e errors, missing | RSS per replica MB |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    base = r["configs"][0]["ingest"]["rps"] if r["configs"] else 0.0
     for c in r["configs"]:
         i, h, e = c["ingest"], c["ingest"]["at_half_rate"], c["e2e"]
         rss = ", ".join(f"{x['VmRSS'] / 1024:.0f}" for x in c["rss_kb"])
         cpu = f"{i['gateway_cpu_ms']:.2f} + {i['postgres_cpu_ms']:.2f}" if c["backend"] != "sqlite" \
             else f"{i['gateway_cpu_ms']:.2f}"
-        rows.append(f"| {c['backend']} | {c['replicas']} | {i['rps']:.0f} | {h['p50_ms']:.2f} / {h['p99_ms']:.2f} "
-                    f"| {cpu} | {e['p50_ms']:.2f} | {e['p99_ms']:.2f} | {rss} |")
+        rows.append(f"| {c['backend']} | {c['replicas']} | {i['rps']:.0f} | {i['rps'] / base if base else 0:.2f} | {h['p50_ms']:.2f} / {h['p99_ms']:.2f} "
+                    f"| {cpu} | {e['p50_ms']:.2f} | {e['p99_ms']:.2f} "
+                    f"| {i['errors']}; {e['errors']}, {e['missing']} | {rss} |")
     return "\n".join(rows)
