@@ -112,13 +112,16 @@ class PlacetelClient:
         """All items of a bare-array list endpoint, 100 per page."""
         out: list[dict[str, Any]] = []
         for page in range(1, max_pages + 1):
-            data = await self.request("GET", path, params={**(params or {}), "page": str(page),
-                                                           "per_page": "100"})
-            items = [item for item in data if isinstance(item, dict)] if isinstance(data, list) else []
+            items = await self._page(path, params or {}, page, 100)
             out.extend(items)
             if len(items) < 100:
                 break
         return out
+
+    async def _page(self, path: str, params: Mapping[str, str], page: int, per_page: int) -> list[dict[str, Any]]:
+        """One page of a bare-array list endpoint: its items that are objects."""
+        data = await self.request("GET", path, params={**params, "page": str(page), "per_page": str(per_page)})
+        return [item for item in data if isinstance(item, dict)] if isinstance(data, list) else []
 
     async def sip_users(self) -> list[dict[str, Any]]:
         return await self._list("/sip_users")
@@ -156,9 +159,7 @@ class PlacetelClient:
     async def calls(self, date: str, page: int, per_page: int = 100) -> list[dict[str, Any]]:
         """One page of a day's call list, newest first (reconciliation pages it itself: it
         stops at the start of its window)."""
-        data = await self.request("GET", "/calls", params={"filter[date]": date, "order": "desc",
-                                                          "page": str(page), "per_page": str(per_page)})
-        return [item for item in data if isinstance(item, dict)] if isinstance(data, list) else []
+        return await self._page("/calls", {"filter[date]": date, "order": "desc"}, page, per_page)
 
     async def recording(self, recording_id: str) -> dict[str, Any]:
         data = await self.request("GET", f"/recordings/{quote(recording_id, safe='')}")
