@@ -4,6 +4,7 @@ each with one line saying so: CI must never pass by skipping them silently."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,8 @@ def test_postgres_tests_fail_in_one_line_when_the_server_is_unreachable(tmp_path
     assert out.returncode == 1, out.stdout[-2000:]
     # each test stops in its database fixture, before anything else runs: an error, not a skip
     summary = out.stdout.splitlines()[-1]
-    assert "3 errors" in summary and "skipped" not in summary and "passed" not in summary, summary
+    errors = re.search(r"(\d+) errors?", summary)
+    assert errors and "skipped" not in summary and "passed" not in summary, summary
     reasons = [line for line in out.stdout.splitlines() if "PostgreSQL is not reachable" in line]
-    assert len(reasons) == 3 and all("at 127.0.0.1:1 " in line for line in reasons), reasons
+    assert len(reasons) == int(errors[1]) >= 3 and all("at 127.0.0.1:1 " in line for line in reasons), reasons
     assert "Traceback" not in out.stdout

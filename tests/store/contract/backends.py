@@ -14,6 +14,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from gateway.events import CallEvent, CallState, Direction
 from gateway.models import Connection, TelephonyUser
@@ -76,7 +77,7 @@ async def _postgres(place: Path, keyring: MasterKeyring) -> AsyncIterator[Store]
 
 def _postgres_dump(store: Store) -> bytes:
     assert isinstance(store, PostgresStore)
-    return pgdb.dump(store.path.rsplit("/", 1)[-1])
+    return pgdb.dump(urlsplit(store.path).path.lstrip("/"))  # a server URL may carry a query
 
 
 BACKENDS = {"sqlite": Backend("sqlite", _sqlite, _sqlite_files),
