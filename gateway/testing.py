@@ -16,7 +16,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pytest
 
@@ -31,6 +31,7 @@ from .metrics import REGISTRY
 from .reconcile import ReconcileFailed as ReconcileFailed  # re-export: what a failed run raises
 from .runtime import Gateway
 from .sinks import Delivery, Sink
+from .sources import Source
 from .store.crypto import generate_master_key as generate_master_key  # re-export for plugin tests
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
@@ -71,15 +72,38 @@ class RecordingSink(Sink):
         return self.events
 
 
-class RecorderPlugin:
-    """The pluggy plugin object that registers a :class:`RecordingSink`."""
+SourceT = TypeVar("SourceT", bound=Source)
+SinkT = TypeVar("SinkT", bound=Sink)
 
-    def __init__(self, sink: RecordingSink | None = None) -> None:
-        self.sink = sink or RecordingSink()
+
+class SourcePlugin(Generic[SourceT]):
+    """A pluggy plugin object that registers one source, kept as ``.source``: pass it to
+    ``gateway_harness(plugins=[(name, SourcePlugin(MySource()))])``."""
+
+    def __init__(self, source: SourceT) -> None:
+        self.source = source
+
+    @hookimpl
+    def register_sources(self, register: Callable[[Source], None]) -> None:
+        register(self.source)
+
+
+class SinkPlugin(Generic[SinkT]):
+    """A pluggy plugin object that registers one sink, kept as ``.sink``."""
+
+    def __init__(self, sink: SinkT) -> None:
+        self.sink = sink
 
     @hookimpl
     def register_sinks(self, register: Callable[[Sink], None]) -> None:
         register(self.sink)
+
+
+class RecorderPlugin(SinkPlugin[RecordingSink]):
+    """The pluggy plugin object that registers a :class:`RecordingSink`."""
+
+    def __init__(self, sink: RecordingSink | None = None) -> None:
+        super().__init__(sink or RecordingSink())
 
 
 def make_config(tmp_path: Path, env: Mapping[str, str] | None = None) -> Config:

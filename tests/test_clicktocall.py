@@ -19,10 +19,9 @@ from gateway import (
     PluginContext,
     Source,
     TelephonyUser,
-    hookimpl,
 )
 from gateway import clicktocall as core_clicktocall
-from gateway.testing import Harness
+from gateway.testing import Harness, SourcePlugin
 
 NUMBER = "+4922112345678"
 
@@ -35,12 +34,6 @@ class Dialer(Source):
     async def originate(self, ctx: PluginContext, connection: Connection, user: TelephonyUser,
                         number: str) -> OriginateResult:
         return OriginateResult()
-
-
-class DialerPlugin:
-    @hookimpl
-    def register_sources(self, register: Any) -> None:
-        register(Dialer())
 
 
 def event(conn: Connection, call_id: str, *, user: str = "u1", number: str = NUMBER,
@@ -69,7 +62,7 @@ async def test_an_exact_call_id_links_the_events_to_the_crm_call(demo: Harness) 
 
 
 async def test_without_a_call_id_the_first_outbound_call_to_the_number_is_taken(gateway_harness: Any) -> None:
-    h = await gateway_harness(plugins=[("dialer", DialerPlugin())])
+    h = await gateway_harness(plugins=[("dialer", SourcePlugin(Dialer()))])
     await h.create_tenant("acme")
     conn = await _with_user(h, "dialer", {})
     ctx = h.context("recorder")
@@ -84,7 +77,7 @@ async def test_without_a_call_id_the_first_outbound_call_to_the_number_is_taken(
 
 
 async def test_a_call_after_the_window_is_not_taken(gateway_harness: Any, monkeypatch: Any) -> None:
-    h = await gateway_harness(plugins=[("dialer", DialerPlugin())])
+    h = await gateway_harness(plugins=[("dialer", SourcePlugin(Dialer()))])
     await h.create_tenant("acme")
     conn = await _with_user(h, "dialer", {})
     ctx = h.context("recorder")
@@ -100,7 +93,7 @@ async def test_no_mapped_telephony_user_is_a_clear_refusal(demo: Harness) -> Non
 
 
 async def test_the_chosen_line_picks_the_telephony_user_that_owns_it(gateway_harness: Any) -> None:
-    h = await gateway_harness(plugins=[("dialer", DialerPlugin())])
+    h = await gateway_harness(plugins=[("dialer", SourcePlugin(Dialer()))])
     await h.create_tenant("acme")
     conn = await h.gw.tenancy.connect("acme", "dialer", {})
     # one person, two phones with different caller ids (Placetel: two SIP users of one web user)
@@ -117,7 +110,7 @@ async def test_the_chosen_line_picks_the_telephony_user_that_owns_it(gateway_har
 
 
 async def test_the_tenants_numbers_come_from_every_connections_active_users(gateway_harness: Any) -> None:
-    h = await gateway_harness(plugins=[("dialer", DialerPlugin())])
+    h = await gateway_harness(plugins=[("dialer", SourcePlugin(Dialer()))])
     await h.create_tenant("acme")
     await h.create_tenant("other")
     conn = await h.gw.tenancy.connect("acme", "dialer", {})

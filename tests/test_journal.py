@@ -25,7 +25,7 @@ from gateway import (
     hookimpl,
 )
 from gateway.app import build_gateway
-from gateway.testing import Harness, make_config
+from gateway.testing import Harness, SourcePlugin, make_config
 
 NUMBER = "+4922112345678"
 
@@ -119,17 +119,8 @@ class Gated(Source):
                           state=CallState.RINGING, occurred_at=request.received_at)]
 
 
-class GatedPlugin:
-    def __init__(self) -> None:
-        self.source = Gated()
-
-    @hookimpl
-    def register_sources(self, register: Any) -> None:
-        register(self.source)
-
-
 async def test_a_full_journal_makes_new_webhooks_wait_for_room(gateway_harness: Any) -> None:
-    plugin = GatedPlugin()
+    plugin = SourcePlugin(Gated())
     h = await gateway_harness(plugins=[("gated", plugin)])
     await h.create_tenant("acme")
     conn = await h.connect("acme", "gated")
@@ -169,7 +160,7 @@ async def test_a_quiet_gateway_interprets_a_webhook_before_its_answer(demo: Harn
 
 async def test_a_burst_is_journaled_and_a_connection_with_waiting_requests_stays_on_the_journal(
         gateway_harness: Any) -> None:
-    plugin = GatedPlugin()
+    plugin = SourcePlugin(Gated())
     h = await gateway_harness(plugins=[("gated", plugin)])
     await h.create_tenant("acme")
     first, other = (await h.connect("acme", "gated"))["id"], (await h.connect("acme", "gated"))["id"]

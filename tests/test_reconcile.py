@@ -19,11 +19,11 @@ from gateway import (
     ReconcileResult,
     RetryableError,
     Source,
-    hookimpl,
     match_calls,
     time_index,
     utcnow,
 )
+from gateway.testing import SourcePlugin
 from gateway.metrics import REGISTRY
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
@@ -114,18 +114,9 @@ class ListingSource(Source):
         return ReconcileResult(listed=2, received=1, created=self.wrote)
 
 
-class ListingPlugin:
-    def __init__(self) -> None:
-        self.source = ListingSource()
-
-    @hookimpl
-    def register_sources(self, register: Callable[[Source], None]) -> None:
-        register(self.source)
-
-
 @pytest.fixture
 async def listing(gateway_harness: Any) -> Any:
-    plugin = ListingPlugin()
+    plugin = SourcePlugin(ListingSource())
     h = await gateway_harness(plugins=[("listing", plugin)], env={"GATEWAY_RETENTION_DAYS": "2"})
     await h.create_tenant("acme")
     h.conn = await h.gw.tenancy.connection((await h.connect("acme", "listing"))["id"])

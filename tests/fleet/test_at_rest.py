@@ -13,7 +13,8 @@ from demo_source import sign
 from pgdb import dump, postgres_dsn  # noqa: F401  (a fixture)
 
 from gateway import (CallEvent, CallState, Connection, Delivery, Direction, PluginContext, RecordingRef, Sink,
-                     Source, TelephonyUser, WebhookRequest, hookimpl)
+                     Source, TelephonyUser, WebhookRequest)
+from gateway.testing import SinkPlugin, SourcePlugin
 
 pytestmark = pytest.mark.postgres
 
@@ -53,25 +54,10 @@ class LinkSink(Sink):
         self.links.append(await ctx.recording_link(delivery.event))
 
 
-class SourcePlugin:
-    @hookimpl
-    def register_sources(self, register: Any) -> None:
-        register(Recordings())
-
-
-class SinkPlugin:
-    def __init__(self) -> None:
-        self.sink = LinkSink()
-
-    @hookimpl
-    def register_sinks(self, register: Any) -> None:
-        register(self.sink)
-
-
 async def test_pg_dump_holds_no_number_email_name_token_or_link(postgres_dsn: str, gateway_harness: Any) -> None:
-    plugins = SinkPlugin()
+    plugins = SinkPlugin(LinkSink())
     h = await gateway_harness(env={"GATEWAY_DATABASE": postgres_dsn},
-                              plugins=[("recsrc", SourcePlugin()), ("linksink", plugins)])
+                              plugins=[("recsrc", SourcePlugin(Recordings())), ("linksink", plugins)])
     await h.create_tenant("acme")
     await h.admin("PUT", "/tenants/acme/sinks/linksink", {"settings": {}}, expect=200)
     demo = await h.connect("acme", "demo", {"secret": SECRET})

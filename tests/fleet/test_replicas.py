@@ -22,7 +22,7 @@ from gateway.events import CallEvent, CallState, Direction
 from gateway.runtime import Gateway
 from gateway.sinks import Delivery, Sink
 from gateway.store.common import now_ms
-from gateway.testing import RecorderPlugin, RecordingSink, make_config
+from gateway.testing import RecorderPlugin, RecordingSink, SinkPlugin, make_config
 
 pytestmark = pytest.mark.postgres
 
@@ -62,15 +62,6 @@ class Slow(Sink):
         self.events.append(delivery.event)
 
 
-class SlowPlugin:
-    def __init__(self) -> None:
-        self.sink = Slow()
-
-    @hookimpl
-    def register_sinks(self, register: Callable[[Sink], None]) -> None:
-        register(self.sink)
-
-
 class Plugins:
     """What every replica loads: the shared recorder, a rate-limited sink, a periodic task."""
 
@@ -78,7 +69,7 @@ class Plugins:
         self.recorder = RecordingSink()
         self.timed = Timed()
         self.ticks: list[int] = []
-        self.slow = SlowPlugin()
+        self.slow = SinkPlugin(Slow())
 
     @hookimpl
     def register_sinks(self, register: Callable[[Sink], None]) -> None:

@@ -22,8 +22,8 @@ from gateway import (
     Sink,
     Source,
     WebhookRequest,
-    hookimpl,
 )
+from gateway.testing import SinkPlugin, SourcePlugin
 from gateway.logs import JsonFormatter
 
 LINK = "https://recordings.pbx.example/r/rec-42?signature=s1gn4ture-9f8e7d"
@@ -67,26 +67,11 @@ class LinkSink(Sink):
             raise PermanentError(f"CRM refused {link}", code="REFUSED")
 
 
-class SourcePlugin:
-    @hookimpl
-    def register_sources(self, register: Any) -> None:
-        register(RecordingSource())
-
-
-class SinkPlugin:
-    def __init__(self) -> None:
-        self.sink = LinkSink()
-
-    @hookimpl
-    def register_sinks(self, register: Any) -> None:
-        register(self.sink)
-
-
 async def test_a_recording_link_reaches_the_sink_and_nothing_else(gateway_harness, caplog):
     caplog.handler.setFormatter(JsonFormatter())
     caplog.set_level(logging.DEBUG)
-    plugin = SinkPlugin()
-    h = await gateway_harness(plugins=[("recsrc", SourcePlugin()), ("linksink", plugin)])
+    plugin = SinkPlugin(LinkSink())
+    h = await gateway_harness(plugins=[("recsrc", SourcePlugin(RecordingSource())), ("linksink", plugin)])
     await h.create_tenant("acme", record=False)
     await h.admin("PUT", "/tenants/acme/sinks/linksink", {"settings": {}}, expect=200)
     conn = await h.connect("acme", "recsrc")

@@ -35,9 +35,9 @@ from gateway import (
     Unauthorized,
     UpstreamError,
     WebhookRequest,
-    hookimpl,
     normalize_number,
 )
+from gateway.testing import SourcePlugin
 
 MEMBER = "a223c6b3710f85df22e9377d6c4f7553"
 APP_TOKEN = "51856fefc120afa4b628cc82d3935cce"
@@ -98,13 +98,9 @@ class FakeSource(Source):
         return OriginateResult()
 
 
-class FakeSourcePlugin:
+class FakeSourcePlugin(SourcePlugin[FakeSource]):
     def __init__(self) -> None:
-        self.source = FakeSource()
-
-    @hookimpl
-    def register_sources(self, register: Callable[[Source], None]) -> None:
-        register(self.source)
+        super().__init__(FakeSource())
 
 
 def form(fields: Mapping[str, Any]) -> bytes:
